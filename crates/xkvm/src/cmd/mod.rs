@@ -1,0 +1,4 @@
+//! One module per `xkvm` verb.
+
+pub mod create;
+pub mod xenstored;
