@@ -1,3 +1,176 @@
 //! One Xen domain on KVM: guest memory, vCPU threads, CPUID, the PVH loader,
 //! platform devices and hypercall trapping. Wires `xen-emu`, `xenstore` and
 //! `xen-backends` to KVM.
+//!
+//! The public surface is small: fill a [`VmConfig`], hand over a
+//! [`ConsoleIo`], call [`run_domain`]; it returns when the guest shuts down.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+pub mod acpi;
+pub mod cpuid;
+pub mod e820;
+pub mod elf;
+pub mod error;
+pub mod exit;
+pub mod hypercall_page;
+pub mod kvm_xen;
+pub mod layout;
+pub mod memory;
+pub mod pagewalk;
+pub mod rings;
+pub mod start_info;
+pub mod vcpu;
+pub mod xenstore_nodes;
+
+mod backends;
+mod platform;
+mod run;
+
+pub use error::VmmError;
+pub use run::{run_domain, run_domain_with_store};
+
+/// How the guest's timers behave when it is descheduled (`timer_mode`,
+/// xl.cfg(5)); handed to xen-emu for `HVM_PARAM_TIMER_MODE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimerMode {
+    DelayForMissedTicks,
+    #[default]
+    NoDelayForMissedTicks,
+    NoMissedTicksPending,
+    OneMissedTickPending,
+}
+
+/// A boot module (`ramdisk`, or for `pvshim` the PV kernel) placed in guest
+/// memory and listed in `hvm_start_info.modlist_paddr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleSpec {
+    pub path: PathBuf,
+    /// The module's own command line (empty: none).
+    pub cmdline: String,
+}
+
+/// Everything the VMM needs to build and run one PVH domain. The binary maps
+/// xl.cfg onto this; [`VmConfig::new`] gives libxl's defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Domain name (`name`), written to XenStore.
+    pub name: String,
+    /// Domain id the guest sees (`DOMID_PRESENT` CPUID, XenStore paths).
+    pub domid: u32,
+    /// The domain's UUID as 16 bytes (`/vm/<uuid>`).
+    pub uuid: [u8; 16],
+    /// RAM at boot (`memory`), MiB.
+    pub memory_mib: u64,
+    /// Maximum RAM (`maxmem`), MiB; at least `memory_mib`.
+    pub max_memory_mib: u64,
+    /// vCPUs online at boot (`vcpus`).
+    pub vcpus: u32,
+    /// vCPUs the domain may ever have (`maxvcpus`).
+    pub max_vcpus: u32,
+    /// The PVH kernel (ELF with `XEN_ELFNOTE_PHYS32_ENTRY`). For `pvshim`
+    /// this is the shim and the PV kernel is `modules[0]`.
+    pub kernel: PathBuf,
+    /// Kernel command line (`cmdline`, or `root`/`extra` joined as libxl does).
+    pub cmdline: String,
+    /// Boot modules in order (ramdisk; for pvshim the PV kernel first).
+    pub modules: Vec<ModuleSpec>,
+    /// The Xen version the guest sees, `(major, minor)`; default (4, 17).
+    pub xen_version: (u16, u16),
+    /// Hyper-V enlightenments: Xen's CPUID leaves move to 0x40000100.
+    pub viridian: bool,
+    /// Local APIC present (`apic`); false removes it from CPUID and MADT.
+    pub apic: bool,
+    /// Nested virtualisation (`nestedhvm`): VMX/SVM in CPUID.
+    pub nested_hvm: bool,
+    /// Advertise x2APIC/APIC-access virtualisation in the HVM leaf (`xen_vapic`).
+    pub xen_vapic: bool,
+    pub timer_mode: TimerMode,
+    /// `max_grant_frames` (libxl default 64).
+    pub max_grant_frames: u32,
+    /// `max_event_channels` (libxl default 1023).
+    pub max_event_channels: u32,
+    /// `xen_evtchn_max_pirq` (default 256).
+    pub max_pirq: u32,
+}
+
+impl VmConfig {
+    /// A config with libxl's defaults for everything but the kernel.
+    pub fn new(name: impl Into<String>, kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            domid: 1,
+            uuid: [0; 16],
+            memory_mib: 128,
+            max_memory_mib: 128,
+            vcpus: 1,
+            max_vcpus: 1,
+            kernel: kernel.into(),
+            cmdline: String::new(),
+            modules: Vec::new(),
+            xen_version: (4, 17),
+            viridian: false,
+            apic: true,
+            nested_hvm: false,
+            xen_vapic: false,
+            timer_mode: TimerMode::default(),
+            max_grant_frames: 64,
+            max_event_channels: 1023,
+            max_pirq: 256,
+        }
+    }
+}
+
+/// Where the guest's primary PV console goes and comes from.
+pub struct ConsoleIo {
+    /// Bytes typed at the console, delivered to the guest's ring (None: no input).
+    pub input: Option<Box<dyn Read + Send>>,
+    /// Everything the guest writes to its console ring.
+    pub output: Box<dyn Write + Send>,
+}
+
+impl ConsoleIo {
+    /// Output only, e.g. into a buffer for tests.
+    pub fn output_only(output: Box<dyn Write + Send>) -> Self {
+        Self {
+            input: None,
+            output,
+        }
+    }
+}
+
+/// Why the domain ended (`SCHEDOP_shutdown` reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainExit {
+    Poweroff,
+    Reboot,
+    Suspend,
+    Crash,
+    Watchdog,
+    SoftReset,
+}
+
+/// What [`run_domain`] returns after a guest-initiated shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub exit: DomainExit,
+    /// Everything the guest wrote with `HYPERVISOR_console_io` (`xl dmesg`).
+    pub hypervisor_log: Vec<u8>,
+    /// Measurements for the benchmark (never asserted on in tests).
+    pub stats: RunStats,
+}
+
+/// What the boot vCPU measured while the domain ran.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// From entering [`run_domain`] to the first `KVM_RUN` of the boot vCPU
+    /// (the guest's first instruction follows immediately).
+    pub time_to_first_entry: std::time::Duration,
+    /// KVM exits the boot vCPU took to userspace.
+    pub exits: u64,
+    /// Hypercalls the boot vCPU made.
+    pub hypercalls: u64,
+    /// Total VMM time spent servicing them (exit decoded to result written).
+    pub hypercall_service_ns: u64,
+}

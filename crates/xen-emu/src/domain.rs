@@ -1,44 +1,521 @@
-//! One domain's hypervisor state and the hypercall dispatcher.
+//! One domain's hypervisor state, the hypercall entry point and the API the
+//! VMM uses as the toolstack and as the backend end of event channels.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::guest::{GuestMemory, VcpuContext};
-use crate::platform::Platform;
+use xen_abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
+use xen_abi::hvm::params as hp;
+use xen_abi::memory::E820Entry;
+use xen_abi::xen::{SharedInfoLayout, VCPU_INFO_SIZE, XEN_LEGACY_MAX_VCPUS};
+
+use crate::block::Parker;
+use crate::evtchn::two_level::{self, Target};
+use crate::evtchn::{Delivery, EvtchnHandler, EvtchnTable};
+use crate::gnttab::GrantTable;
+use crate::guest::{Gpa, GuestMemory, VcpuContext};
+use crate::params::HvmParams;
+use crate::platform::{Platform, Upcall};
+use crate::types::{GrantRef, Port};
 
 /// What the toolstack decided about the domain that xen-emu needs to answer
-/// the guest (filled from xl.cfg by the binary, via the VMM).
+/// the guest (filled from xl.cfg by the binary, via the VMM). Start from
+/// [`DomainConfig::default`] and set what you know.
 #[derive(Debug, Clone)]
 pub struct DomainConfig {
+    /// The guest's domain id (never 0 or a reserved id for a real guest).
     pub domid: u32,
+    /// `maxvcpus`: vCPU ids `0..max_vcpus` exist.
     pub max_vcpus: u32,
     /// `(major, minor)` of the Xen we pretend to be (`xen_version` key).
     pub xen_version: (u16, u16),
+    /// `XENVER_extraversion`, e.g. `".0"` (at most 15 bytes used).
+    pub xen_extraversion: String,
+    /// `max_grant_frames` (libxl default 64).
     pub max_grant_frames: u32,
+    /// `event_channels`: the highest usable port (libxl's `max_evtchn_port`,
+    /// default 1023); capped at 4095 (64-bit) / 1023 (32-bit shared_info).
     pub max_event_channels: u32,
+    /// `xen_evtchn_max_pirq` (issue 5).
     pub max_pirq: u32,
+    /// The domain's UUID (`XENVER_guest_handle`).
+    pub uuid: [u8; 16],
+    /// The e820 `XENMEM_memory_map` returns (libxl's PVH map: RAM, the
+    /// special pages reserved, ACPI). The guest may replace it with
+    /// `XENMEM_set_memory_map`.
+    pub memory_map: Vec<E820Entry>,
+    /// Pages of RAM the domain has (`XENMEM_current_reservation`, `memory`).
+    pub current_pages: u64,
+    /// Page limit (`XENMEM_maximum_reservation`, `maxmem`).
+    pub max_pages: u64,
+    /// `HVM_PARAM_TIMER_MODE` (`HVMPTM_*`, from `timer_mode`; libxl default 1).
+    pub timer_mode: u64,
+    /// Domain id the VMM's backends (console, XenStore) appear as.
+    pub backend_domid: u16,
+    /// HVM guest with PIRQ support (`XENFEAT_hvm_pirqs`); false for PVH.
+    pub has_pirq: bool,
 }
 
-/// A Xen domain as the hypervisor sees it.
+impl Default for DomainConfig {
+    fn default() -> Self {
+        Self {
+            domid: 1,
+            max_vcpus: 1,
+            xen_version: (4, 17),
+            xen_extraversion: ".0".to_string(),
+            max_grant_frames: 64,
+            max_event_channels: 1023,
+            max_pirq: 256,
+            uuid: [0; 16],
+            memory_map: Vec::new(),
+            current_pages: 0,
+            max_pages: 0,
+            timer_mode: hp::HVMPTM_NO_DELAY_FOR_MISSED_TICKS,
+            backend_domid: 0,
+            has_pirq: false,
+        }
+    }
+}
+
+/// Why a toolstack/backend request to the domain failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An event-channel operation failed with this Xen errno.
+    #[error("event channel {port}: {what} failed (Xen errno {errno})")]
+    Evtchn {
+        port: u32,
+        what: &'static str,
+        errno: i64,
+    },
+    /// No free event-channel port (raise `event_channels`).
+    #[error("no free event channel port (max port {0}); raise event_channels")]
+    NoPorts(u32),
+    /// HVM parameter index out of range.
+    #[error("HVM parameter {0} does not exist (valid: 0..{max})", max = hp::HVM_NR_PARAMS)]
+    BadParam(u32),
+    /// Grant reference outside the first grant frame.
+    #[error("grant reference {0} cannot be seeded (only refs 0..511 of frame 0)")]
+    BadGrantRef(u32),
+}
+
+/// Per-domain state other than event channels. One lock; never held while
+/// calling the platform or touching guest memory for long.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub params: HvmParams,
+    pub gnttab: GrantTable,
+    /// Where the guest put shared_info.
+    pub shinfo_gfn: Option<u64>,
+    /// 32-bit shared_info layout (latched like Xen's `has_32bit_shinfo`).
+    pub compat: bool,
+    /// `VCPUOP_register_vcpu_info` areas, per vCPU.
+    pub vcpu_info: Vec<Option<Gpa>>,
+    /// `HVMOP_set_evtchn_upcall_vector`, per vCPU.
+    pub upcall_vector: Vec<Option<u8>>,
+    pub e820: Vec<E820Entry>,
+    /// `SCHEDOP_shutdown_code`.
+    pub shutdown_code: Option<u32>,
+    /// Ports raised before shared_info existed; replayed when it is mapped.
+    pub early_pending: Vec<(Port, u32)>,
+}
+
+impl State {
+    pub fn shinfo_gpa(&self) -> Option<Gpa> {
+        self.shinfo_gfn.map(|g| g << xen_abi::PAGE_SHIFT)
+    }
+
+    /// Where `vcpu`'s `vcpu_info` is: registered area, or its legacy slot
+    /// in shared_info.
+    pub fn vcpu_info_gpa(&self, vcpu: u32) -> Option<Gpa> {
+        if let Some(Some(g)) = self.vcpu_info.get(vcpu as usize) {
+            return Some(*g);
+        }
+        if (vcpu as usize) < XEN_LEGACY_MAX_VCPUS {
+            return self
+                .shinfo_gpa()
+                .map(|s| s + u64::from(vcpu) * VCPU_INFO_SIZE as u64);
+        }
+        None
+    }
+
+    pub fn target(&self, vcpu: u32) -> Option<Target> {
+        Some(Target {
+            shinfo: self.shinfo_gpa()?,
+            vcpu_info: self.vcpu_info_gpa(vcpu)?,
+            compat: self.compat,
+        })
+    }
+
+    pub fn layout(&self) -> SharedInfoLayout {
+        if self.compat {
+            SharedInfoLayout::COMPAT
+        } else {
+            SharedInfoLayout::NATIVE
+        }
+    }
+
+    /// How an upcall for `vcpu` is delivered right now.
+    fn upcall_route(&self, vcpu: u32) -> Option<Upcall> {
+        if let Some(Some(v)) = self.upcall_vector.get(vcpu as usize) {
+            return Some(Upcall::Vector(*v));
+        }
+        let via = self.params.get_raw(hp::HVM_PARAM_CALLBACK_IRQ).unwrap_or(0);
+        match via >> hp::HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT {
+            _ if via == 0 => None,
+            hp::HVM_PARAM_CALLBACK_TYPE_VECTOR => Some(Upcall::Vector(via as u8)),
+            // The GSI reflects vCPU 0's pending state only (Xen's
+            // hvm_assert_evtchn_irq).
+            hp::HVM_PARAM_CALLBACK_TYPE_GSI if vcpu == 0 => Some(Upcall::Gsi {
+                gsi: via as u32,
+                level: true,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A Xen domain as the hypervisor sees it. Shared by all vCPU threads and
+/// the VMM's backends (`Arc<Domain>`); every method takes `&self`.
 pub struct Domain {
-    config: DomainConfig,
-    mem: Arc<dyn GuestMemory>,
-    platform: Arc<dyn Platform>,
+    pub(crate) config: DomainConfig,
+    pub(crate) mem: Arc<dyn GuestMemory>,
+    pub(crate) platform: Arc<dyn Platform>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) evtchn: Mutex<EvtchnTable>,
+    pub(crate) parkers: Vec<Parker>,
+    /// vCPUs inside `SCHEDOP_poll` (woken by any event, as Xen's poll_mask).
+    pub(crate) polling: Vec<AtomicBool>,
+    /// `(hypercall, sub-op)` pairs already reported as unimplemented.
+    warned: Mutex<HashSet<(u64, u64)>>,
 }
 
 impl Domain {
-    pub fn new(config: DomainConfig, mem: Arc<dyn GuestMemory>, platform: Arc<dyn Platform>) -> Self {
-        Self { config, mem, platform }
+    /// Creates the domain's hypervisor state. HVM params that the
+    /// toolstack presets from config (timer mode) are set here; the store
+    /// and console ones with [`Domain::set_hvm_param`] once the VMM knows
+    /// them.
+    pub fn new(
+        config: DomainConfig,
+        mem: Arc<dyn GuestMemory>,
+        platform: Arc<dyn Platform>,
+    ) -> Self {
+        let n = config.max_vcpus.max(1) as usize;
+        let mut params = HvmParams::new();
+        let _ = params.preset(hp::HVM_PARAM_TIMER_MODE, config.timer_mode);
+        let domid = config.domid as u16;
+        let state = State {
+            params,
+            gnttab: GrantTable::new(config.max_grant_frames),
+            shinfo_gfn: None,
+            compat: false,
+            vcpu_info: vec![None; n],
+            upcall_vector: vec![None; n],
+            e820: config.memory_map.clone(),
+            shutdown_code: None,
+            early_pending: Vec::new(),
+        };
+        let evtchn = EvtchnTable::new(domid, config.max_event_channels, n as u32);
+        Self {
+            parkers: (0..n).map(|_| Parker::default()).collect(),
+            polling: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            config,
+            mem,
+            platform,
+            state: Mutex::new(state),
+            evtchn: Mutex::new(evtchn),
+            warned: Mutex::new(HashSet::new()),
+        }
     }
 
+    /// The configuration the domain was created with.
     pub fn config(&self) -> &DomainConfig {
         &self.config
+    }
+
+    /// The guest's domain id as `domid_t`.
+    pub fn domid(&self) -> u16 {
+        self.config.domid as u16
     }
 
     /// Runs hypercall `nr` with its (up to five) register arguments for the
     /// calling vCPU and returns the value for rax/eax (negative Xen errno on
     /// failure). Both trap paths call this; it never panics on guest input.
+    ///
+    /// `SCHEDOP_block` and `SCHEDOP_poll` block the calling thread here
+    /// until an event arrives for the vCPU, [`Domain::wake_vcpu`] is called
+    /// for it, or the poll timeout passes.
     pub fn hypercall(&self, vcpu: &mut dyn VcpuContext, nr: u64, args: [u64; 5]) -> i64 {
-        let _ = (&self.mem, &self.platform, vcpu, nr, args);
-        -38 // ENOSYS until the dispatcher lands (issue 4)
+        crate::hypercall::dispatch(self, vcpu, nr, args)
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn evtchns(&self) -> MutexGuard<'_, EvtchnTable> {
+        self.evtchn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Logs an unimplemented hypercall or sub-op once per domain.
+    pub(crate) fn warn_once(&self, nr: u64, sub: u64, what: &str) {
+        let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if w.insert((nr, sub)) {
+            tracing::warn!(
+                domid = self.config.domid,
+                "unimplemented {what} (hypercall {nr}, sub-op {sub}): -ENOSYS"
+            );
+        }
+    }
+
+    // ---- toolstack API -------------------------------------------------
+
+    /// Toolstack write of an HVM parameter (`xc_hvm_param_set`), bypassing
+    /// the guest's access rules: `HVM_PARAM_STORE_PFN`/`_EVTCHN`,
+    /// `HVM_PARAM_CONSOLE_PFN`/`_EVTCHN`, ...
+    pub fn set_hvm_param(&self, index: u32, value: u64) -> Result<(), Error> {
+        self.state()
+            .params
+            .preset(index, value)
+            .map_err(|_| Error::BadParam(index))
+    }
+
+    /// Toolstack read of an HVM parameter.
+    pub fn hvm_param(&self, index: u32) -> Option<u64> {
+        self.state().params.get_raw(index)
+    }
+
+    /// Seeds grant entry `gref` (in frame 0) as `GTF_permit_access` to
+    /// `domid` for guest frame `gfn`, as libxl's `xc_dom_gnttab_seed` does
+    /// for `GNTTAB_RESERVED_CONSOLE` (0) and `GNTTAB_RESERVED_XENSTORE` (1).
+    /// Written into the grant frame when the guest first maps it.
+    pub fn seed_grant(&self, gref: u32, domid: u16, gfn: u64) -> Result<(), Error> {
+        let entry = GrantEntryV1 {
+            flags: GTF_PERMIT_ACCESS,
+            domid,
+            frame: gfn as u32,
+        };
+        let mut st = self.state();
+        st.gnttab
+            .seed(GrantRef(gref), entry)
+            .map_err(|_| Error::BadGrantRef(gref))?;
+        // Already mapped (seeding late): write it now.
+        if let Some((g, off)) = st.gnttab.entry_location(GrantRef(gref)) {
+            let _ = crate::hypercall::gnttab::write_entry(&*self.mem, g, off, &entry);
+        }
+        Ok(())
+    }
+
+    /// The `SCHEDOP_shutdown_code` the guest set, if any.
+    pub fn shutdown_code(&self) -> Option<u32> {
+        self.state().shutdown_code
+    }
+
+    // ---- backend event-channel API -------------------------------------
+
+    /// Creates a channel between the guest and a VMM backend (the console's
+    /// or XenStore's, set up before the guest runs): a guest port, unbound
+    /// for `backend_domid` and immediately bound by the backend. Put the
+    /// returned port into `HVM_PARAM_CONSOLE_EVTCHN` /
+    /// `HVM_PARAM_STORE_EVTCHN` with [`Domain::set_hvm_param`].
+    ///
+    /// `handler` runs (on the guest's vCPU thread, outside xen-emu's locks)
+    /// whenever the guest does `EVTCHNOP_send` on the port.
+    pub fn create_backend_channel(&self, handler: EvtchnHandler) -> Result<Port, Error> {
+        let backend = self.config.backend_domid;
+        let mut t = self.evtchns();
+        let port = t
+            .alloc_unbound(backend)
+            .map_err(|_| Error::NoPorts(self.config.max_event_channels))?;
+        t.bind_backend(port, backend, handler)
+            .map_err(|e| Error::Evtchn {
+                port: port.0,
+                what: "bind_interdomain",
+                errno: e.0,
+            })?;
+        Ok(port)
+    }
+
+    /// A backend binds to a port the guest allocated with
+    /// `EVTCHNOP_alloc_unbound` for `backend_domid` (the frontend/backend
+    /// handshake of PV devices; what a backend's `bind_interdomain` does).
+    pub fn bind_backend_channel(&self, port: u32, handler: EvtchnHandler) -> Result<(), Error> {
+        let backend = self.config.backend_domid;
+        self.evtchns()
+            .bind_backend(Port(port), backend, handler)
+            .map(|_| ())
+            .map_err(|e| Error::Evtchn {
+                port,
+                what: "bind_interdomain",
+                errno: e.0,
+            })
+    }
+
+    /// The backend notifies the guest on `port` (sets it pending and raises
+    /// the upcall). Fails if the port is not bound to a backend (e.g. the
+    /// guest closed it).
+    pub fn backend_send(&self, port: u32) -> Result<(), Error> {
+        let d = self
+            .evtchns()
+            .backend_send(Port(port))
+            .map_err(|e| Error::Evtchn {
+                port,
+                what: "send",
+                errno: e.0,
+            })?;
+        self.deliver(d);
+        Ok(())
+    }
+
+    // ---- vCPU blocking -------------------------------------------------
+
+    /// Wakes vCPU `vcpu` if its thread is blocked in `SCHEDOP_block`/`poll`
+    /// (or makes its next block return at once). The VMM calls this when it
+    /// injects an interrupt into a vCPU by other means (LAPIC, MSI) and when
+    /// it wants the vCPU thread back (pause, shutdown).
+    pub fn wake_vcpu(&self, vcpu: u32) {
+        if let Some(p) = self.parkers.get(vcpu as usize) {
+            p.wake();
+        }
+    }
+
+    /// [`Domain::wake_vcpu`] for every vCPU.
+    pub fn wake_all(&self) {
+        for p in &self.parkers {
+            p.wake();
+        }
+    }
+
+    // ---- delivery --------------------------------------------------------
+
+    /// Carries out what an event-channel operation decided.
+    pub(crate) fn deliver(&self, d: Delivery) {
+        match d {
+            Delivery::Nothing => {}
+            Delivery::Backend { port, handler } => handler(port),
+            Delivery::Guest { port, vcpu } => self.set_pending(port, vcpu),
+        }
+    }
+
+    /// 2-level `evtchn_port_set_pending` plus the upcall and wake-ups.
+    pub(crate) fn set_pending(&self, port: Port, vcpu: u32) {
+        let (target, route) = {
+            let mut st = self.state();
+            match st.target(vcpu) {
+                Some(t) => (t, st.upcall_route(vcpu)),
+                None => {
+                    if !st.early_pending.contains(&(port, vcpu)) {
+                        st.early_pending.push((port, vcpu));
+                    }
+                    return;
+                }
+            }
+        };
+        match two_level::set_pending(&*self.mem, target, port) {
+            Ok(true) => {
+                if let Some(u) = route {
+                    self.platform.upcall(vcpu, u);
+                }
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!("cannot mark {port} pending for vCPU {vcpu}: {e}"),
+        }
+        self.wake_vcpu(vcpu);
+        for (i, p) in self.polling.iter().enumerate() {
+            if p.load(Ordering::SeqCst) {
+                self.wake_vcpu(i as u32);
+            }
+        }
+    }
+
+    /// Raises the upcall for `vcpu` after something other than a port made
+    /// `evtchn_upcall_pending` go 0 → 1 (unmask, vcpu_info move).
+    pub(crate) fn raise_upcall(&self, vcpu: u32) {
+        let route = self.state().upcall_route(vcpu);
+        if let Some(u) = route {
+            self.platform.upcall(vcpu, u);
+        }
+        self.wake_vcpu(vcpu);
+    }
+
+    /// Writes shared_info's wallclock (`update_domain_wallclock_time`):
+    /// the Unix time at guest system time 0.
+    pub(crate) fn write_wallclock(&self) {
+        let (shinfo, layout) = {
+            let st = self.state();
+            match st.shinfo_gpa() {
+                Some(s) => (s, st.layout()),
+                None => return,
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let wc = now.saturating_sub(self.platform.system_time_ns());
+        let sec = wc / 1_000_000_000;
+        let nsec = (wc % 1_000_000_000) as u32;
+        let r = (|| -> Result<(), crate::guest::MemError> {
+            let ver = self.mem.atomic_u32(shinfo + layout.wc_version as u64)?;
+            let v = ver.load(Ordering::SeqCst) | 1;
+            ver.store(v, Ordering::SeqCst);
+            self.mem
+                .atomic_u32(shinfo + layout.wc_sec as u64)?
+                .store(sec as u32, Ordering::SeqCst);
+            self.mem
+                .atomic_u32(shinfo + layout.wc_nsec as u64)?
+                .store(nsec, Ordering::SeqCst);
+            self.mem
+                .atomic_u32(shinfo + layout.wc_sec_hi as u64)?
+                .store((sec >> 32) as u32, Ordering::SeqCst);
+            ver.store(v.wrapping_add(1), Ordering::SeqCst);
+            Ok(())
+        })();
+        if let Err(e) = r {
+            tracing::warn!("cannot write wallclock: {e}");
+        }
+    }
+
+    /// Latches the shared_info layout from the calling vCPU's mode (Xen's
+    /// `hvm_latch_shinfo_size`), rewriting the wallclock if it changed.
+    pub(crate) fn latch_shinfo_size(&self, compat: bool) {
+        let changed = {
+            let mut st = self.state();
+            let changed = st.compat != compat;
+            st.compat = compat;
+            changed
+        };
+        if changed {
+            let nr = if compat {
+                SharedInfoLayout::COMPAT.nr_channels
+            } else {
+                SharedInfoLayout::NATIVE.nr_channels
+            };
+            self.evtchns().set_abi_limit(nr);
+            self.write_wallclock();
+        }
+    }
+
+    /// Called after shared_info was mapped at a new frame: wallclock,
+    /// pvclock areas of vCPUs still using their legacy slot, and events
+    /// raised before the guest could see them.
+    pub(crate) fn shared_info_mapped(&self) {
+        self.write_wallclock();
+        let (slots, early) = {
+            let mut st = self.state();
+            let n = st.vcpu_info.len() as u32;
+            let slots: Vec<(u32, Gpa)> = (0..n)
+                .filter(|v| st.vcpu_info.get(*v as usize).is_some_and(|r| r.is_none()))
+                .filter_map(|v| st.vcpu_info_gpa(v).map(|g| (v, g)))
+                .collect();
+            (slots, std::mem::take(&mut st.early_pending))
+        };
+        for (v, g) in slots {
+            self.platform
+                .set_pvclock_area(v, g + xen_abi::xen::vcpu_info_offsets::TIME as u64);
+        }
+        for (port, vcpu) in early {
+            self.set_pending(port, vcpu);
+        }
     }
 }

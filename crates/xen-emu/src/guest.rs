@@ -1,4 +1,8 @@
 //! How xen-emu reaches guest memory and the calling vCPU.
+//!
+//! The VMM implements both traits. xen-emu never touches host memory
+//! outside what [`GuestMemory`] hands out; every hypercall pointer goes
+//! through [`VcpuContext::translate`] page by page first.
 
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
 
@@ -25,17 +29,27 @@ pub enum MemError {
 /// platform has mapped (shared_info, grant frames). Every access is bounds
 /// checked by the implementor; a bad address is an error, never host memory.
 ///
+/// `read`/`write` may cross page boundaries (the implementor splits them);
+/// xen-emu itself only issues accesses within one page.
+///
 /// The atomic accessors exist because shared_info / vcpu_info / grant entries
 /// are shared with a running guest: pending bits and grant flags must be
-/// updated with the same atomic instructions Xen uses. The returned reference
+/// updated with the same atomic instructions Xen uses. `gpa` must be
+/// naturally aligned (else [`MemError::Misaligned`]). The returned reference
 /// lives as long as the memory object (guest memory is never unmapped while a
-/// domain exists).
+/// domain exists; a special page that moves keeps its host page).
 pub trait GuestMemory: Send + Sync {
+    /// Copies `buf.len()` bytes at `gpa` into `buf`.
     fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError>;
+    /// Copies `data` to `gpa`.
     fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError>;
+    /// The byte at `gpa`, for atomic access.
     fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError>;
+    /// The naturally aligned `u16` at `gpa`, for atomic access.
     fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError>;
+    /// The naturally aligned `u32` at `gpa`, for atomic access.
     fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError>;
+    /// The naturally aligned `u64` at `gpa`, for atomic access.
     fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError>;
 }
 
@@ -46,7 +60,8 @@ pub enum GuestMode {
     /// 64-bit long mode: args in rdi rsi rdx r10 r8, native 64-bit structs.
     Long64,
     /// 32-bit protected mode (with or without paging): args in ebx ecx edx
-    /// esi edi, Xen's 32-bit ("compat") struct layouts.
+    /// esi edi, Xen's 32-bit ("compat") struct layouts. xen-emu truncates
+    /// the hypercall number and arguments to 32 bits itself.
     Protected32,
 }
 
@@ -54,8 +69,16 @@ pub enum GuestMode {
 pub trait VcpuContext {
     /// Xen's vCPU id (0-based, as in `VCPUOP_*`).
     fn vcpu_id(&self) -> u32;
+    /// The mode the vCPU was in when it made the call.
     fn mode(&self) -> GuestMode;
     /// Translates a guest-virtual address through the vCPU's current paging
-    /// mode (identity when paging is off).
+    /// mode (identity when paging is off). Only the page of `gva` needs to
+    /// be translated; xen-emu calls this once per page it touches.
     fn translate(&mut self, gva: Gva) -> Result<Gpa, MemError>;
+    /// Current privilege level (CS.DPL / SS.DPL). Xen refuses hypercalls
+    /// from CPL > 0 of HVM guests with `-EPERM`. Default: 0 (kernel), for
+    /// trap paths that only ever see kernel calls.
+    fn cpl(&self) -> u8 {
+        0
+    }
 }

@@ -7,11 +7,17 @@ use crate::guest::Gpa;
 /// Why the guest asked to stop (`SCHEDOP_shutdown` reasons, `sched.h`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShutdownReason {
+    /// `SHUTDOWN_poweroff` → `on_poweroff`.
     Poweroff,
+    /// `SHUTDOWN_reboot` → `on_reboot`.
     Reboot,
+    /// `SHUTDOWN_suspend` (save/restore; no toolstack here, treat as stop).
     Suspend,
+    /// `SHUTDOWN_crash` → `on_crash`.
     Crash,
+    /// `SHUTDOWN_watchdog` → `on_watchdog`.
     Watchdog,
+    /// `SHUTDOWN_soft_reset` → `on_soft_reset`.
     SoftReset,
 }
 
@@ -21,43 +27,60 @@ pub enum ShutdownReason {
 pub enum Upcall {
     /// Inject this vector on the vCPU's local APIC (edge, fixed delivery).
     Vector(u8),
-    /// Assert (`true`) or deassert a GSI on the interrupt controller.
+    /// Assert (`true`) or deassert a GSI on the interrupt controller
+    /// (`HVM_PARAM_CALLBACK_IRQ` of type GSI; only vCPU 0's events drive it).
+    /// PCI INTx callbacks are stored but not delivered yet (issue 5).
     Gsi { gsi: u32, level: bool },
 }
 
 /// A page xen-emu wants placed at a guest frame the guest chose
 /// (`XENMEM_add_to_physmap`), possibly where no RAM is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpecialPage {
+    /// The domain's `shared_info` page.
     SharedInfo,
-    /// Grant-table frame `idx`.
+    /// Grant-table frame `idx` (v1 entries, 512 per frame).
     GrantFrame(u32),
 }
 
 /// Services of the VMM that owns the domain. All methods may be called from
-/// any vCPU thread concurrently.
+/// any vCPU thread concurrently, and from VMM threads that call the
+/// [`crate::Domain`] backend API.
 pub trait Platform: Send + Sync {
-    /// Deliver an upcall to `vcpu` (wakes it if it is halted or blocked).
+    /// Deliver an upcall to `vcpu`: inject the vector / set the GSI level,
+    /// and make the vCPU notice it (kick it out of `KVM_RUN` if it is in
+    /// the guest, or let its next entry see it). xen-emu itself wakes a vCPU
+    /// that is blocked inside [`crate::Domain::hypercall`].
     fn upcall(&self, vcpu: u32, upcall: Upcall);
     /// Map the host page behind `page` at guest frame `gfn`, replacing what
     /// was there; after it returns, [`crate::guest::GuestMemory`] reaches the
-    /// page at `gfn << 12`.
+    /// page at `gfn << 12`. The first call for a page allocates it zeroed;
+    /// later calls move it, keeping its contents (and give the RAM page, if
+    /// any, back at the old frame).
     fn map_special_page(&self, page: SpecialPage, gfn: u64) -> Result<(), MapError>;
     /// The guest moved (or first placed) vCPU `vcpu`'s `vcpu_time_info` to
     /// `gpa`: keep a valid pvclock there (KVM's `MSR_KVM_SYSTEM_TIME_NEW`).
+    /// `gpa` is 32-byte aligned and lies in guest RAM or shared_info.
     fn set_pvclock_area(&self, vcpu: u32, gpa: Gpa);
     /// Guest wants to stop; the VMM applies the matching `on_*` action.
+    /// Called once per `SCHEDOP_shutdown`; the calling vCPU then returns
+    /// from the hypercall normally and the VMM stops it.
     fn shutdown(&self, reason: ShutdownReason);
     /// Bytes the guest wrote with `CONSOLEIO_write` (the hypervisor log, `xl dmesg`).
     fn console_io_write(&self, bytes: &[u8]);
-    /// Wake `vcpu` if it is blocked in `SCHEDOP_block`/`poll` so it rechecks its state.
+    /// Make `vcpu` leave `KVM_RUN` and re-enter so it notices new state.
+    /// xen-emu does not call this today (its upcalls go through
+    /// [`Platform::upcall`], which must already make the vCPU notice); it
+    /// is reserved for Xen timers (issue 5).
     fn kick(&self, vcpu: u32);
     /// Nanoseconds of the guest's system time (the same clock as its pvclock).
     fn system_time_ns(&self) -> u64;
 }
 
+/// Why a special page could not be mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
+    /// The frame is beyond what the VMM can map (guest physical-address width).
     #[error("guest frame {0:#x} cannot hold a special page")]
     BadGfn(u64),
 }

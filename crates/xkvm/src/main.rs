@@ -1,6 +1,8 @@
 //! `xkvm`: xl's command line for Xen guests on KVM.
 
 mod cmd;
+mod domain;
+mod foreground;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -31,6 +31,57 @@ pub struct Args {
     pub rest: Vec<String>,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("create is not implemented yet")
+/// Splits the positional arguments into the config file and the
+/// `KEY=VALUE` overrides, as xl does.
+fn file_and_overrides(args: &Args) -> anyhow::Result<(PathBuf, Vec<String>)> {
+    let mut rest = args.rest.iter();
+    let file = match &args.config_flag {
+        Some(f) => f.clone(),
+        None => match rest.next() {
+            Some(f) if !f.contains('=') => PathBuf::from(f),
+            _ => anyhow::bail!("no config file given (usage: xkvm create [-n] CFG [KEY=VALUE...])"),
+        },
+    };
+    let mut overrides = Vec::new();
+    for o in rest {
+        if !o.contains('=') {
+            anyhow::bail!("unexpected argument {o:?} (overrides are KEY=VALUE)");
+        }
+        overrides.push(o.clone());
+    }
+    Ok((file, overrides))
+}
+
+/// Parses the config file plus overrides into the typed configuration,
+/// printing xl's warnings to stderr as xl does.
+pub fn load_config(args: &Args) -> anyhow::Result<xl_config::DomainConfig> {
+    let (file, overrides) = file_and_overrides(args)?;
+    eprintln!("Parsing config from {}", file.display());
+    let parsed = xl_config::load(&file, &overrides)?;
+    for w in &parsed.warnings {
+        eprintln!("{w}");
+    }
+    Ok(parsed.config)
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(&args)?;
+    if args.dry_run {
+        let (config, flavour) = if args.defaults {
+            (config.with_defaults(), xl_config::Flavour::Full)
+        } else {
+            (config, xl_config::Flavour::Xl)
+        };
+        println!("{}", xl_config::json::pretty(&xl_config::json::to_json(&config, flavour)));
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.foreground && !args.console {
+        // Background domains (a VMM process per domain, `xkvm list` etc.)
+        // arrive with the lifecycle commands; until then say so plainly.
+        anyhow::bail!("background domains are not supported yet: use -F (foreground) or -c");
+    }
+    if args.paused {
+        anyhow::bail!("-p (start paused) is not supported yet");
+    }
+    crate::foreground::run(config.with_defaults(), args.console)
 }

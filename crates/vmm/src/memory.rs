@@ -1,0 +1,446 @@
+//! Guest-physical memory of one domain: the RAM regions and fixed regions
+//! (special pages, ACPI) in a `vm-memory` `GuestMemoryMmap`, plus the
+//! overlay pages (shared_info, grant frames) that the guest places at frames
+//! of its choosing with `XENMEM_add_to_physmap`.
+//!
+//! Every overlay is a host page of its own with a KVM memslot of its own.
+//! When the guest puts one inside RAM, the RAM memslot is split around it
+//! (as QEMU does for its Xen overlay pages); when it moves away, the RAM page
+//! behind it comes back. Moving an overlay keeps its contents because the
+//! host page itself never changes.
+
+use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+use std::sync::{Mutex, RwLock};
+
+use vm_memory::{
+    Bytes, GuestAddress, GuestMemoryBackend as _, GuestMemoryMmap, GuestMemoryRegion, MmapRegion,
+};
+use xen_emu::guest::{Gpa, GuestMemory, MemError};
+use xen_emu::platform::{MapError, SpecialPage};
+
+use crate::layout::PAGE_SIZE;
+use crate::VmmError;
+
+/// Highest guest frame an overlay may use: 46 physical address bits, what
+/// every x86-64 KVM host accepts.
+const MAX_OVERLAY_GFN: u64 = (1 << (46 - 12)) - 1;
+
+/// Installs and removes KVM memslots (`KVM_SET_USER_MEMORY_REGION`). A trait
+/// so the slot bookkeeping unit-tests without `/dev/kvm`.
+pub trait MemslotSink: Send + Sync {
+    /// Sets slot `slot` to map `size` bytes at `gpa` to host address `host`;
+    /// `size == 0` deletes the slot.
+    fn set_slot(&self, slot: u32, gpa: u64, size: u64, host: u64) -> Result<(), String>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Slot {
+    gpa: u64,
+    size: u64,
+    host: u64,
+}
+
+/// Which KVM slot ids map what. RAM-backed slots and overlay slots alike.
+#[derive(Debug, Default)]
+struct SlotTable {
+    slots: Vec<Option<Slot>>,
+}
+
+impl SlotTable {
+    fn alloc(&mut self, slot: Slot) -> u32 {
+        if let Some(i) = self.slots.iter().position(Option::is_none) {
+            self.slots[i] = Some(slot);
+            i as u32
+        } else {
+            self.slots.push(Some(slot));
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    fn covering(&self, gpa: u64) -> Option<(u32, Slot)> {
+        self.slots.iter().enumerate().find_map(|(i, s)| {
+            s.filter(|s| gpa >= s.gpa && gpa < s.gpa + s.size)
+                .map(|s| (i as u32, s))
+        })
+    }
+}
+
+struct Overlay {
+    page: SpecialPage,
+    host: MmapRegion,
+    /// Where the guest currently sees it, and the KVM slot doing so.
+    placed: Option<(u64, u32)>,
+}
+
+/// The domain's guest memory. Implements xen-emu's [`GuestMemory`].
+pub struct DomainMemory {
+    ram: GuestMemoryMmap,
+    overlays: RwLock<Vec<Overlay>>,
+    slots: Mutex<SlotTable>,
+    sink: Box<dyn MemslotSink>,
+}
+
+impl DomainMemory {
+    /// Allocates `regions` (`(gpa, size)`, page aligned, disjoint) and maps
+    /// each with a memslot through `sink`.
+    pub fn new(regions: &[(u64, u64)], sink: Box<dyn MemslotSink>) -> Result<Self, VmmError> {
+        let mut sorted = regions.to_vec();
+        sorted.sort_unstable();
+        let ranges: Vec<(GuestAddress, usize)> = sorted
+            .iter()
+            .map(|&(gpa, size)| {
+                usize::try_from(size)
+                    .map(|s| (GuestAddress(gpa), s))
+                    .map_err(|_| VmmError::Memory(format!("region of {size:#x} bytes too big")))
+            })
+            .collect::<Result<_, _>>()?;
+        let ram = GuestMemoryMmap::from_ranges(&ranges)
+            .map_err(|e| VmmError::Memory(format!("cannot allocate guest RAM: {e}")))?;
+        let mem = Self {
+            ram,
+            overlays: RwLock::new(Vec::new()),
+            slots: Mutex::new(SlotTable::default()),
+            sink,
+        };
+        for region in mem.ram.iter() {
+            let host = region
+                .get_host_address(vm_memory::MemoryRegionAddress(0))
+                .map_err(|e| VmmError::Memory(e.to_string()))? as u64;
+            let slot = Slot {
+                gpa: region.start_addr().0,
+                size: region.len(),
+                host,
+            };
+            mem.install(slot).map_err(VmmError::Memory)?;
+        }
+        Ok(mem)
+    }
+
+    /// The RAM and fixed regions, for the loaders.
+    pub fn ram(&self) -> &GuestMemoryMmap {
+        &self.ram
+    }
+
+    fn install(&self, slot: Slot) -> Result<u32, String> {
+        let mut table = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let id = table.alloc(slot);
+        if let Err(e) = self.sink.set_slot(id, slot.gpa, slot.size, slot.host) {
+            table.slots[id as usize] = None;
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    fn remove(&self, id: u32) -> Result<(), String> {
+        let mut table = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(slot) = table.slots.get(id as usize).copied().flatten() else {
+            return Ok(());
+        };
+        self.sink.set_slot(id, slot.gpa, 0, slot.host)?;
+        table.slots[id as usize] = None;
+        Ok(())
+    }
+
+    /// Removes whatever slot covers `gpa`'s page and re-adds the parts of it
+    /// on either side.
+    fn punch(&self, gpa: u64) -> Result<(), String> {
+        let covering = {
+            let table = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+            table.covering(gpa)
+        };
+        let Some((id, slot)) = covering else {
+            return Ok(());
+        };
+        self.remove(id)?;
+        if gpa > slot.gpa {
+            self.install(Slot {
+                gpa: slot.gpa,
+                size: gpa - slot.gpa,
+                host: slot.host,
+            })?;
+        }
+        let end = slot.gpa + slot.size;
+        if gpa + PAGE_SIZE < end {
+            let off = gpa + PAGE_SIZE - slot.gpa;
+            self.install(Slot {
+                gpa: gpa + PAGE_SIZE,
+                size: end - gpa - PAGE_SIZE,
+                host: slot.host + off,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Gives page `gpa` back to the RAM (or fixed region) behind it, if any.
+    fn restore(&self, gpa: u64) -> Result<(), String> {
+        if let Ok(host) = self.ram.get_host_address(GuestAddress(gpa)) {
+            self.install(Slot {
+                gpa,
+                size: PAGE_SIZE,
+                host: host as u64,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Places overlay `page` at `gfn` (allocating it on first use), replacing
+    /// whatever the guest saw there. See [`xen_emu::platform::Platform::map_special_page`].
+    pub fn map_overlay(&self, page: SpecialPage, gfn: u64) -> Result<(), MapError> {
+        if gfn > MAX_OVERLAY_GFN {
+            return Err(MapError::BadGfn(gfn));
+        }
+        let gpa = gfn * PAGE_SIZE;
+        let mut overlays = self.overlays.write().unwrap_or_else(|e| e.into_inner());
+        let idx = match overlays.iter().position(|o| o.page == page) {
+            Some(i) => i,
+            None => {
+                let host =
+                    MmapRegion::new(PAGE_SIZE as usize).map_err(|_| MapError::BadGfn(gfn))?;
+                overlays.push(Overlay {
+                    page,
+                    host,
+                    placed: None,
+                });
+                overlays.len() - 1
+            }
+        };
+        if overlays[idx].placed.map(|(g, _)| g) == Some(gfn) {
+            return Ok(());
+        }
+        let bad = |e: String| {
+            tracing::warn!("mapping {page:?} at gfn {gfn:#x}: {e}");
+            MapError::BadGfn(gfn)
+        };
+        // Take the page away from the overlay that is there now, if any.
+        if let Some(other) = overlays
+            .iter()
+            .position(|o| o.placed.map(|(g, _)| g) == Some(gfn))
+        {
+            if let Some((_, slot)) = overlays[other].placed.take() {
+                self.remove(slot).map_err(bad)?;
+            }
+        } else {
+            self.punch(gpa).map_err(bad)?;
+        }
+        // Leave the old place, giving it back to RAM.
+        if let Some((old_gfn, slot)) = overlays[idx].placed.take() {
+            self.remove(slot).map_err(bad)?;
+            self.restore(old_gfn * PAGE_SIZE).map_err(bad)?;
+        }
+        let host = overlays[idx].host.as_ptr() as u64;
+        let slot = self
+            .install(Slot {
+                gpa,
+                size: PAGE_SIZE,
+                host,
+            })
+            .map_err(bad)?;
+        overlays[idx].placed = Some((gfn, slot));
+        Ok(())
+    }
+
+    /// Host address of the overlay currently at `gfn`.
+    fn overlay_host(&self, gfn: u64) -> Option<*mut u8> {
+        let overlays = self.overlays.read().unwrap_or_else(|e| e.into_inner());
+        overlays
+            .iter()
+            .find(|o| o.placed.map(|(g, _)| g) == Some(gfn))
+            .map(|o| o.host.as_ptr())
+    }
+
+    /// Host pointer for an access of `len` bytes at `gpa` within one page.
+    fn host_ptr(&self, gpa: Gpa, len: u64) -> Result<*mut u8, MemError> {
+        let off = gpa % PAGE_SIZE;
+        if off + len > PAGE_SIZE {
+            return Err(MemError::Misaligned(gpa));
+        }
+        if let Some(p) = self.overlay_host(gpa / PAGE_SIZE) {
+            // SAFETY: `off + len <= PAGE_SIZE`, within the overlay's page.
+            return Ok(unsafe { p.add(off as usize) });
+        }
+        // Check that the whole access is backed, then take the start.
+        self.ram
+            .get_slice(GuestAddress(gpa), len as usize)
+            .map_err(|_| MemError::Unbacked(gpa))?;
+        self.ram
+            .get_host_address(GuestAddress(gpa))
+            .map_err(|_| MemError::Unbacked(gpa))
+    }
+
+    fn atomic<T>(&self, gpa: Gpa) -> Result<&T, MemError> {
+        let size = std::mem::size_of::<T>() as u64;
+        if gpa % size != 0 {
+            return Err(MemError::Misaligned(gpa));
+        }
+        let p = self.host_ptr(gpa, size)?;
+        // SAFETY: `p` points at `size` bytes of guest memory, naturally
+        // aligned (guest pages are page aligned in the host and `gpa` is
+        // aligned), mapped for as long as `self` lives (RAM and overlay pages
+        // are never unmapped while the domain exists). Atomic types have the
+        // size and alignment of the integer.
+        Ok(unsafe { &*(p as *const T) })
+    }
+
+    /// Calls `f(gpa, page_offset_in_buf, len)` for each page-bounded chunk.
+    fn chunks(
+        gpa: Gpa,
+        len: usize,
+        mut f: impl FnMut(Gpa, usize, usize) -> Result<(), MemError>,
+    ) -> Result<(), MemError> {
+        let mut done = 0usize;
+        while done < len {
+            let at = gpa
+                .checked_add(done as u64)
+                .ok_or(MemError::Unbacked(gpa))?;
+            let room = (PAGE_SIZE - at % PAGE_SIZE) as usize;
+            let n = room.min(len - done);
+            f(at, done, n)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+impl GuestMemory for DomainMemory {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        let len = buf.len();
+        Self::chunks(gpa, len, |at, off, n| {
+            let dst = &mut buf[off..off + n];
+            if let Some(p) = self.overlay_host(at / PAGE_SIZE) {
+                // SAFETY: the chunk lies within one overlay page.
+                let src =
+                    unsafe { std::slice::from_raw_parts(p.add((at % PAGE_SIZE) as usize), n) };
+                dst.copy_from_slice(src);
+                Ok(())
+            } else {
+                self.ram
+                    .read_slice(dst, GuestAddress(at))
+                    .map_err(|_| MemError::Unbacked(at))
+            }
+        })
+    }
+
+    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+        Self::chunks(gpa, data.len(), |at, off, n| {
+            let src = &data[off..off + n];
+            if let Some(p) = self.overlay_host(at / PAGE_SIZE) {
+                // SAFETY: the chunk lies within one overlay page; the guest
+                // may race on it, which is the shared-memory contract.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(src.as_ptr(), p.add((at % PAGE_SIZE) as usize), n)
+                };
+                Ok(())
+            } else {
+                self.ram
+                    .write_slice(src, GuestAddress(at))
+                    .map_err(|_| MemError::Unbacked(at))
+            }
+        })
+    }
+
+    fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
+        self.atomic(gpa)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[derive(Default, Clone)]
+    struct FakeSlots(Arc<Mutex<std::collections::BTreeMap<u32, Slot>>>);
+
+    impl MemslotSink for FakeSlots {
+        fn set_slot(&self, slot: u32, gpa: u64, size: u64, host: u64) -> Result<(), String> {
+            let mut m = self.0.lock().map_err(|e| e.to_string())?;
+            if size == 0 {
+                m.remove(&slot);
+                return Ok(());
+            }
+            for (id, s) in m.iter() {
+                if *id != slot && gpa < s.gpa + s.size && s.gpa < gpa + size {
+                    return Err(format!("slot {slot} overlaps slot {id}"));
+                }
+            }
+            m.insert(slot, Slot { gpa, size, host });
+            Ok(())
+        }
+    }
+
+    fn mem(size: u64) -> (DomainMemory, FakeSlots) {
+        let sink = FakeSlots::default();
+        let m = DomainMemory::new(&[(0, size)], Box::new(sink.clone())).expect("alloc");
+        (m, sink)
+    }
+
+    fn slot_at(sink: &FakeSlots, gpa: u64) -> Option<Slot> {
+        let m = sink.0.lock().expect("lock");
+        m.values()
+            .copied()
+            .find(|s| gpa >= s.gpa && gpa < s.gpa + s.size)
+    }
+
+    #[test]
+    fn overlay_inside_ram_splits_the_slot_and_hides_ram() {
+        let (m, sink) = mem(1 << 20);
+        m.write(0x5000, &[0xaa; 8]).expect("write ram");
+        m.map_overlay(SpecialPage::SharedInfo, 5).expect("map");
+        let mut b = [0u8; 8];
+        m.read(0x5000, &mut b).expect("read");
+        assert_eq!(b, [0; 8], "overlay page starts zeroed, RAM hidden");
+        assert_eq!(slot_at(&sink, 0x4fff).map(|s| s.size), Some(0x5000));
+        assert_eq!(slot_at(&sink, 0x5000).map(|s| s.size), Some(PAGE_SIZE));
+        assert_eq!(slot_at(&sink, 0x6000).map(|s| s.gpa), Some(0x6000));
+    }
+
+    #[test]
+    fn moving_an_overlay_keeps_contents_and_restores_ram() {
+        let (m, sink) = mem(1 << 20);
+        m.write(0x5000, &[0xaa; 4]).expect("write ram");
+        m.map_overlay(SpecialPage::SharedInfo, 5).expect("map");
+        m.write(0x5010, &[1, 2, 3, 4]).expect("write overlay");
+        m.map_overlay(SpecialPage::SharedInfo, 0x80).expect("move");
+        let mut b = [0u8; 4];
+        m.read(0x80010, &mut b).expect("read moved");
+        assert_eq!(b, [1, 2, 3, 4]);
+        m.read(0x5000, &mut b).expect("read ram again");
+        assert_eq!(b, [0xaa; 4]);
+        assert!(slot_at(&sink, 0x5000).is_some());
+    }
+
+    #[test]
+    fn overlay_outside_ram_gets_its_own_slot() {
+        let (m, sink) = mem(1 << 20);
+        m.map_overlay(SpecialPage::GrantFrame(0), 0xf0000)
+            .expect("map in hole");
+        assert!(slot_at(&sink, 0xf000_0000).is_some());
+        m.atomic_u32(0xf000_0008)
+            .expect("atomic")
+            .store(7, std::sync::atomic::Ordering::SeqCst);
+        let mut b = [0u8; 4];
+        m.read(0xf000_0008, &mut b).expect("read");
+        assert_eq!(u32::from_le_bytes(b), 7);
+    }
+
+    #[test]
+    fn bad_accesses_are_errors() {
+        let (m, _) = mem(1 << 20);
+        let mut b = [0u8; 4];
+        assert_eq!(m.read(1 << 20, &mut b), Err(MemError::Unbacked(1 << 20)));
+        assert!(m.atomic_u32(0x1001).is_err());
+        assert!(m
+            .map_overlay(SpecialPage::SharedInfo, u64::MAX / 4096)
+            .is_err());
+        assert!(m.read(u64::MAX - 1, &mut b).is_err());
+    }
+}

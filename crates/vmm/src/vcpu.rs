@@ -1,0 +1,535 @@
+//! One vCPU: its start-of-day state (docs/misc/pvh.pandoc), its CPUID, and
+//! its run loop, which turns every KVM exit into either a serviced request
+//! (hypercall, hypercall-page MSR, absent-device I/O) or a typed error.
+//!
+//! Issue 4 runs the boot vCPU only; the loop is written to run on its own
+//! thread per vCPU (issue 5 adds the APs).
+
+use std::cell::Cell;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Once};
+use std::time::Instant;
+
+use kvm_bindings::{kvm_msr_entry, kvm_segment, Msrs, KVM_SYNC_X86_REGS};
+use kvm_ioctls::{SyncReg, VcpuFd};
+use xen_emu::guest::{Gpa, GuestMode, Gva, MemError, VcpuContext};
+use xen_emu::Domain;
+
+use crate::exit::{self, Exit};
+use crate::memory::DomainMemory;
+use crate::pagewalk::{self, PagingState};
+use crate::platform::Shared;
+use crate::{hypercall_page, layout, VmmError};
+
+const EFER_LMA: u64 = 1 << 10;
+
+thread_local! {
+    static CURRENT_VCPU: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// The vCPU whose thread this is, if any.
+pub(crate) fn current_vcpu() -> Option<u32> {
+    CURRENT_VCPU.with(Cell::get)
+}
+
+/// The signal that kicks a vCPU thread out of `KVM_RUN`.
+pub(crate) fn kick_signal() -> i32 {
+    vmm_sys_util::signal::SIGRTMIN()
+}
+
+extern "C" fn on_kick(_: i32, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+fn install_kick_handler() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if let Err(e) = vmm_sys_util::signal::register_signal_handler(kick_signal(), on_kick) {
+            tracing::warn!("cannot install the vCPU kick signal handler: {e}");
+        }
+    });
+}
+
+/// How hypercalls reach the VMM (DESIGN.md "How a hypercall travels").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapPath {
+    /// Hypercall page of `out` stubs, MSR filter, `KVM_EXIT_IO`.
+    PortIo,
+    /// `KVM_CAP_XEN_HVM` with `INTERCEPT_HCALL`, `KVM_EXIT_XEN`.
+    KvmXen,
+}
+
+/// Counters for the benchmark (not for behaviour).
+#[derive(Debug, Default)]
+pub(crate) struct VcpuStats {
+    pub hypercalls: u64,
+    pub hypercall_service_ns: u64,
+    pub exits: u64,
+}
+
+/// The flat 32-bit segments of the PVH entry state.
+fn flat_segment(selector: u16, type_: u8) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 1,
+        s: 1,
+        l: 0,
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Puts `fd` in the PVH entry state: 32-bit flat protected mode, CR0.PE
+/// only, paging off, CR4 clear, CS/DS/ES/SS flat, TR a 32-bit TSS,
+/// EFLAGS with IF/TF/VM clear, EBX = start info, EIP = entry.
+pub fn set_pvh_entry_state(fd: &VcpuFd, entry: u32, start_info: u32) -> Result<(), VmmError> {
+    let mut sregs = fd.get_sregs().map_err(VmmError::kvm("KVM_GET_SREGS"))?;
+    let code = flat_segment(0x08, 0xb); // execute/read, accessed
+    let data = flat_segment(0x10, 0x3); // read/write, accessed
+    sregs.cs = code;
+    sregs.ds = data;
+    sregs.es = data;
+    sregs.ss = data;
+    sregs.fs = data;
+    sregs.gs = data;
+    sregs.tr = kvm_segment {
+        base: 0,
+        limit: 0x67,
+        selector: 0x18,
+        type_: 0xb, // 32-bit busy TSS
+        present: 1,
+        s: 0,
+        ..Default::default()
+    };
+    sregs.cr0 = 1; // PE
+    sregs.cr3 = 0;
+    sregs.cr4 = 0;
+    sregs.efer = 0;
+    fd.set_sregs(&sregs)
+        .map_err(VmmError::kvm("KVM_SET_SREGS"))?;
+    let regs = kvm_bindings::kvm_regs {
+        rip: u64::from(entry),
+        rbx: u64::from(start_info),
+        rflags: 0x2, // reserved bit 1; IF, TF, VM clear
+        ..Default::default()
+    };
+    fd.set_regs(&regs).map_err(VmmError::kvm("KVM_SET_REGS"))?;
+    let fpu = kvm_bindings::kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    fd.set_fpu(&fpu).map_err(VmmError::kvm("KVM_SET_FPU"))?;
+    Ok(())
+}
+
+/// The calling vCPU as xen-emu sees it during one hypercall.
+struct HypercallCtx<'a> {
+    id: u32,
+    mode: GuestMode,
+    cpl: u8,
+    paging: PagingState,
+    mem: &'a DomainMemory,
+}
+
+impl VcpuContext for HypercallCtx<'_> {
+    fn vcpu_id(&self) -> u32 {
+        self.id
+    }
+    fn mode(&self) -> GuestMode {
+        self.mode
+    }
+    fn translate(&mut self, gva: Gva) -> Result<Gpa, MemError> {
+        pagewalk::translate(self.mem, &self.paging, gva)
+    }
+    fn cpl(&self) -> u8 {
+        self.cpl
+    }
+}
+
+/// Hypercall arguments from the registers of a page-stub call.
+pub fn args_from_regs(regs: &kvm_bindings::kvm_regs, mode: GuestMode) -> [u64; 5] {
+    match mode {
+        GuestMode::Long64 => [regs.rdi, regs.rsi, regs.rdx, regs.r10, regs.r8],
+        GuestMode::Protected32 => {
+            [regs.rbx, regs.rcx, regs.rdx, regs.rsi, regs.rdi].map(|r| r & 0xffff_ffff)
+        }
+    }
+}
+
+/// The guest mode from the segment state.
+pub fn mode_of(sregs: &kvm_bindings::kvm_sregs) -> GuestMode {
+    if sregs.efer & EFER_LMA != 0 && sregs.cs.l != 0 {
+        GuestMode::Long64
+    } else {
+        GuestMode::Protected32
+    }
+}
+
+/// A vCPU with everything its run loop needs.
+pub(crate) struct Vcpu {
+    pub id: u32,
+    pub fd: VcpuFd,
+    pub run_size: usize,
+    pub domain: Arc<Domain>,
+    pub mem: Arc<DomainMemory>,
+    pub shared: Arc<Shared>,
+    pub path: TrapPath,
+    pub hypercall_msr: u32,
+    pub sync_regs: bool,
+    pub stats: VcpuStats,
+}
+
+impl Vcpu {
+    fn run_area(&mut self) -> &mut [u8] {
+        let p = self.fd.get_kvm_run() as *mut kvm_bindings::kvm_run as *mut u8;
+        // SAFETY: the vCPU's run area is an mmap of `run_size` bytes
+        // (KVM_GET_VCPU_MMAP_SIZE) owned by `fd`, which `&mut self` borrows
+        // exclusively for the slice's lifetime.
+        unsafe { std::slice::from_raw_parts_mut(p, self.run_size) }
+    }
+
+    fn apply_pending_msrs(&mut self) -> Result<(), VmmError> {
+        let Some(q) = self.shared.pending_msrs.get(self.id as usize) else {
+            return Ok(());
+        };
+        let pending: Vec<(u32, u64)> =
+            std::mem::take(&mut *q.lock().unwrap_or_else(|e| e.into_inner()));
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<kvm_msr_entry> = pending
+            .iter()
+            .map(|&(index, data)| kvm_msr_entry {
+                index,
+                data,
+                ..Default::default()
+            })
+            .collect();
+        let msrs = Msrs::from_entries(&entries)
+            .map_err(|e| VmmError::Config(format!("MSR list: {e:?}")))?;
+        let n = self
+            .fd
+            .set_msrs(&msrs)
+            .map_err(VmmError::kvm("KVM_SET_MSRS"))?;
+        if n != entries.len() {
+            tracing::warn!(
+                "vCPU {}: KVM accepted {n} of {} MSR writes {pending:x?}",
+                self.id,
+                entries.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs until the domain stops. Errors are VMM failures; a guest
+    /// shutdown is recorded in `shared` and returns `Ok`.
+    pub fn run(
+        &mut self,
+        started: Instant,
+        first_entry: &mut Option<std::time::Duration>,
+    ) -> Result<(), VmmError> {
+        install_kick_handler();
+        CURRENT_VCPU.with(|c| c.set(Some(self.id)));
+        // SAFETY: pthread_self has no preconditions.
+        let me = unsafe { libc::pthread_self() };
+        if let Some(slot) = self
+            .shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(self.id as usize)
+        {
+            *slot = Some(me);
+        }
+        let result = self.run_loop(started, first_entry);
+        if let Some(slot) = self
+            .shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(self.id as usize)
+        {
+            *slot = None;
+        }
+        result
+    }
+
+    fn run_loop(
+        &mut self,
+        started: Instant,
+        first_entry: &mut Option<std::time::Duration>,
+    ) -> Result<(), VmmError> {
+        if self.sync_regs {
+            self.fd.set_sync_valid_reg(SyncReg::Register);
+            self.fd.set_sync_valid_reg(SyncReg::SystemRegister);
+        }
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            self.apply_pending_msrs()?;
+            if first_entry.is_none() {
+                *first_entry = Some(started.elapsed());
+            }
+            match self.fd.run() {
+                Ok(_) => {}
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
+                    self.fd.set_kvm_immediate_exit(0);
+                    continue;
+                }
+                Err(e) => {
+                    return Err(VmmError::Kvm {
+                        what: "KVM_RUN",
+                        source: e,
+                    })
+                }
+            }
+            let t0 = Instant::now();
+            self.stats.exits += 1;
+            let exit = exit::decode(self.run_area());
+            self.handle(exit)?;
+            if t0.elapsed().as_nanos() > 0 {
+                // Only hypercalls are timed (see handle_hypercall).
+            }
+        }
+    }
+
+    fn rip(&self) -> u64 {
+        if self.sync_regs {
+            self.fd.sync_regs().regs.rip
+        } else {
+            self.fd.get_regs().map(|r| r.rip).unwrap_or(0)
+        }
+    }
+
+    fn handle(&mut self, exit: Exit) -> Result<(), VmmError> {
+        let id = self.id;
+        match exit {
+            Exit::Io {
+                port,
+                out: true,
+                size: 4,
+                data,
+                ..
+            } if port == u16::from(layout::HYPERCALL_PORT) && self.path == TrapPath::PortIo => {
+                let nr = u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
+                self.port_hypercall(nr)
+            }
+            Exit::Io {
+                port,
+                out,
+                size,
+                count,
+                data_offset,
+                ..
+            } => {
+                // No device behind the port: reads float high, writes vanish.
+                tracing::debug!("vCPU {id}: I/O to absent port {port:#x} (out={out})");
+                if !out {
+                    let ones = vec![0xff; usize::from(size) * count as usize];
+                    exit::set_io_in_data(self.run_area(), data_offset, &ones);
+                }
+                Ok(())
+            }
+            Exit::Mmio {
+                addr, write, len, ..
+            } => {
+                tracing::debug!("vCPU {id}: MMIO to absent device at {addr:#x} (write={write})");
+                if !write {
+                    let area = self.run_area();
+                    let n = (len as usize).min(8);
+                    // mmio.data is at union offset 8.
+                    area[40..40 + n].fill(0xff);
+                }
+                Ok(())
+            }
+            Exit::WrMsr { index, data } if index == self.hypercall_msr => {
+                let ok = self.write_hypercall_page(data);
+                exit::set_msr_result(self.run_area(), !ok, 0);
+                Ok(())
+            }
+            Exit::WrMsr { index, .. } | Exit::RdMsr { index } => {
+                tracing::debug!("vCPU {id}: filtered access to MSR {index:#x}: #GP");
+                exit::set_msr_result(self.run_area(), true, 0);
+                Ok(())
+            }
+            Exit::XenHypercall {
+                long_mode,
+                cpl,
+                nr,
+                params,
+            } if self.path == TrapPath::KvmXen => {
+                let mode = if long_mode {
+                    GuestMode::Long64
+                } else {
+                    GuestMode::Protected32
+                };
+                let args = [params[0], params[1], params[2], params[3], params[4]];
+                let t0 = Instant::now();
+                let ret = self.dispatch(mode, cpl as u8, nr, args);
+                exit::set_xen_result(self.run_area(), ret);
+                self.stats.hypercalls += 1;
+                self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;
+                Ok(())
+            }
+            Exit::Hlt => {
+                // Only without an in-kernel LAPIC (apic=0): nothing can wake
+                // the vCPU but a stop; poll for it gently.
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Ok(())
+            }
+            Exit::Intr => Ok(()),
+            Exit::Shutdown => Err(VmmError::TripleFault {
+                vcpu: id,
+                rip: self.rip(),
+            }),
+            Exit::InternalError { suberror, data } => Err(VmmError::InternalError {
+                vcpu: id,
+                suberror,
+                data,
+                rip: self.rip(),
+            }),
+            Exit::FailEntry { reason } => Err(VmmError::FailEntry { vcpu: id, reason }),
+            other => Err(VmmError::UnexpectedExit {
+                vcpu: id,
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+
+    fn paging(sregs: &kvm_bindings::kvm_sregs) -> PagingState {
+        PagingState {
+            cr0: sregs.cr0,
+            cr3: sregs.cr3,
+            cr4: sregs.cr4,
+            efer: sregs.efer,
+        }
+    }
+
+    fn dispatch(&mut self, mode: GuestMode, cpl: u8, nr: u64, args: [u64; 5]) -> i64 {
+        let sregs = if self.sync_regs {
+            self.fd.sync_regs().sregs
+        } else {
+            match self.fd.get_sregs() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("vCPU {}: KVM_GET_SREGS: {e}", self.id);
+                    return -14; // -EFAULT: arguments unreadable
+                }
+            }
+        };
+        let mut ctx = HypercallCtx {
+            id: self.id,
+            mode,
+            cpl,
+            paging: Self::paging(&sregs),
+            mem: &self.mem,
+        };
+        self.domain.hypercall(&mut ctx, nr, args)
+    }
+
+    fn port_hypercall(&mut self, nr: u64) -> Result<(), VmmError> {
+        let t0 = Instant::now();
+        let (regs, sregs) = if self.sync_regs {
+            let s = self.fd.sync_regs();
+            (s.regs, s.sregs)
+        } else {
+            (
+                self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?,
+                self.fd
+                    .get_sregs()
+                    .map_err(VmmError::kvm("KVM_GET_SREGS"))?,
+            )
+        };
+        let mode = mode_of(&sregs);
+        let args = args_from_regs(&regs, mode);
+        let mut ctx = HypercallCtx {
+            id: self.id,
+            mode,
+            cpl: sregs.cs.dpl,
+            paging: Self::paging(&sregs),
+            mem: &self.mem,
+        };
+        let ret = self.domain.hypercall(&mut ctx, nr, args);
+        if self.sync_regs {
+            let s = self.fd.sync_regs_mut();
+            s.regs.rax = ret as u64;
+            self.fd.set_sync_dirty_reg(SyncReg::Register);
+            debug_assert_eq!(
+                self.fd.get_kvm_run().kvm_dirty_regs & u64::from(KVM_SYNC_X86_REGS),
+                u64::from(KVM_SYNC_X86_REGS)
+            );
+        } else {
+            let mut r = regs;
+            r.rax = ret as u64;
+            self.fd
+                .set_regs(&r)
+                .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        }
+        self.stats.hypercalls += 1;
+        self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;
+        Ok(())
+    }
+
+    /// The guest asked for the hypercall page at `value` (GPA | page index).
+    /// Returns false to give it #GP, as Xen does for a bad index or frame.
+    fn write_hypercall_page(&mut self, value: u64) -> bool {
+        let index = value & 0xfff;
+        let gpa = value & !0xfff;
+        if index != 0 {
+            tracing::debug!("vCPU {}: hypercall page index {index} > 0", self.id);
+            return false;
+        }
+        let page = hypercall_page::build(layout::HYPERCALL_PORT);
+        match xen_emu::guest::GuestMemory::write(&*self.mem, gpa, &page) {
+            Ok(()) => {
+                tracing::debug!("vCPU {}: hypercall page at {gpa:#x}", self.id);
+                true
+            }
+            Err(e) => {
+                tracing::debug!("vCPU {}: hypercall page at {gpa:#x}: {e}", self.id);
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn args_come_from_the_abi_registers() {
+        let regs = kvm_bindings::kvm_regs {
+            rdi: 1,
+            rsi: 2,
+            rdx: 3,
+            r10: 4,
+            r8: 5,
+            rbx: 0x1_0000_0006,
+            rcx: 7,
+            ..Default::default()
+        };
+        assert_eq!(args_from_regs(&regs, GuestMode::Long64), [1, 2, 3, 4, 5]);
+        assert_eq!(
+            args_from_regs(&regs, GuestMode::Protected32),
+            [6, 7, 3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn mode_needs_lma_and_cs_l() {
+        let mut s = kvm_bindings::kvm_sregs::default();
+        assert_eq!(mode_of(&s), GuestMode::Protected32);
+        s.efer = EFER_LMA;
+        assert_eq!(mode_of(&s), GuestMode::Protected32, "compat mode");
+        s.cs.l = 1;
+        assert_eq!(mode_of(&s), GuestMode::Long64);
+    }
+}

@@ -1,0 +1,158 @@
+//! `HYPERVISOR_grant_table_op` (Xen's `common/grant_table.c`), v1:
+//! set_version, get_version, setup_table, query_size.
+
+use std::sync::atomic::Ordering;
+
+use xen_abi::grant_table::*;
+use xen_abi::xen::HYPERVISOR_GRANT_TABLE_OP;
+
+use super::Call;
+use crate::guest::{GuestMemory, MemError};
+use crate::types::{Errno, HcResult};
+
+/// Writes a v1 grant entry into a mapped grant frame: frame and domid
+/// first, flags last, so a reader never sees a valid entry half written.
+pub fn write_entry(
+    mem: &dyn GuestMemory,
+    gfn: u64,
+    off: u64,
+    e: &GrantEntryV1,
+) -> Result<(), MemError> {
+    let gpa = (gfn << xen_abi::PAGE_SHIFT) + off;
+    mem.atomic_u32(gpa + 4)?.store(e.frame, Ordering::SeqCst);
+    mem.atomic_u16(gpa + 2)?.store(e.domid, Ordering::SeqCst);
+    mem.atomic_u16(gpa)?.store(e.flags, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Offset of `status` in `gnttab_setup_table` (both ABIs).
+const SETUP_STATUS: usize = 8;
+
+pub fn grant_table_op(c: &mut Call<'_>) -> HcResult {
+    let cmd = c.args[0];
+    let uop = c.args[1];
+    let count = c.args[2] as u32;
+    if (count as i32) < 0 {
+        return Err(Errno::EINVAL);
+    }
+    match cmd {
+        GNTTABOP_SETUP_TABLE => one(count).and_then(|_| setup_table(c, uop)),
+        GNTTABOP_QUERY_SIZE => one(count).and_then(|_| query_size(c, uop)),
+        GNTTABOP_SET_VERSION => one(count).and_then(|_| set_version(c, uop)),
+        GNTTABOP_GET_VERSION => one(count).and_then(|_| get_version(c, uop)),
+        GNTTABOP_MAP_GRANT_REF
+        | GNTTABOP_UNMAP_GRANT_REF
+        | GNTTABOP_COPY
+        | GNTTABOP_SWAP_GRANT_REF
+        | GNTTABOP_TRANSFER
+        | GNTTABOP_UNMAP_AND_REPLACE
+        | GNTTABOP_GET_STATUS_FRAMES
+        | GNTTABOP_CACHE_FLUSH => {
+            c.d.warn_once(HYPERVISOR_GRANT_TABLE_OP, cmd, "grant_table_op");
+            Err(Errno::ENOSYS)
+        }
+        // Not offered to HVM guests (hvm_grant_table_op).
+        _ => Err(Errno::ENOSYS),
+    }
+}
+
+/// These sub-ops take exactly one structure.
+fn one(count: u32) -> Result<(), Errno> {
+    if count != 1 {
+        Err(Errno::EINVAL)
+    } else {
+        Ok(())
+    }
+}
+
+/// Maps a domid argument to a `GNTST_*` failure, or `None` for the caller.
+fn dom_status(c: &Call<'_>, dom: u16) -> Option<i16> {
+    match c.self_domid(dom) {
+        Ok(_) => None,
+        Err(Errno::EPERM) => Some(GNTST_PERMISSION_DENIED),
+        Err(_) => Some(GNTST_BAD_DOMAIN),
+    }
+}
+
+fn setup_table(c: &mut Call<'_>, uop: u64) -> HcResult {
+    let (dom, nr_frames, list) = if c.compat() {
+        let op: GnttabSetupTableCompat = c.g.read(uop)?;
+        (op.dom, op.nr_frames, u64::from(op.frame_list))
+    } else {
+        let op: GnttabSetupTable = c.g.read(uop)?;
+        (op.dom, op.nr_frames, op.frame_list)
+    };
+    let status = match dom_status(c, dom) {
+        Some(s) => s,
+        None => {
+            let gfns = {
+                let mut st = c.d.state();
+                if nr_frames > st.gnttab.max_frames() {
+                    None
+                } else {
+                    st.gnttab.grow(nr_frames).ok().map(|_| {
+                        (0..nr_frames)
+                            .map(|i| st.gnttab.gfn(i).unwrap_or(u64::MAX))
+                            .collect::<Vec<_>>()
+                    })
+                }
+            };
+            match gfns {
+                None => GNTST_GENERAL_ERROR,
+                Some(gfns) => {
+                    let mut s = GNTST_OKAY;
+                    for (i, g) in gfns.into_iter().enumerate() {
+                        let r = if c.compat() {
+                            let g32 = u32::try_from(g).unwrap_or(u32::MAX);
+                            c.g.write(list.wrapping_add(4 * i as u64), &g32)
+                        } else {
+                            c.g.write(list.wrapping_add(8 * i as u64), &g)
+                        };
+                        if r.is_err() {
+                            s = GNTST_BAD_VIRT_ADDR;
+                        }
+                    }
+                    s
+                }
+            }
+        }
+    };
+    c.g.write_at(uop, SETUP_STATUS, &status)?;
+    Ok(0)
+}
+
+fn query_size(c: &mut Call<'_>, uop: u64) -> HcResult {
+    let mut op: GnttabQuerySize = c.g.read(uop)?;
+    match dom_status(c, op.dom) {
+        Some(s) => op.status = s,
+        None => {
+            let st = c.d.state();
+            op.nr_frames = st.gnttab.nr_frames();
+            op.max_nr_frames = st.gnttab.max_frames();
+            op.status = GNTST_OKAY;
+        }
+    }
+    c.g.write(uop, &op)?;
+    Ok(0)
+}
+
+/// `GNTTABOP_set_version` always reports the version in force, even when
+/// it refuses the change.
+fn set_version(c: &mut Call<'_>, uop: u64) -> HcResult {
+    let op: GnttabSetVersion = c.g.read(uop)?;
+    let (r, v) = {
+        let mut st = c.d.state();
+        let r = st.gnttab.set_version(op.version);
+        (r, st.gnttab.version())
+    };
+    c.g.write(uop, &GnttabSetVersion { version: v })?;
+    r.map(|_| 0)
+}
+
+fn get_version(c: &mut Call<'_>, uop: u64) -> HcResult {
+    let mut op: GnttabGetVersion = c.g.read(uop)?;
+    c.self_domid(op.dom)?;
+    op.version = c.d.state().gnttab.version();
+    c.g.write(uop, &op)?;
+    Ok(0)
+}

@@ -1,0 +1,194 @@
+//! From an xl.cfg domain configuration to a running domain: maps libxl's
+//! model (after libxl's defaults) onto the VMM's [`vmm::VmConfig`], and
+//! applies the `on_*` actions when the guest stops.
+
+use anyhow::{bail, Context};
+use xl_config::{Action, DomainConfig, DomainType, TypeInfo};
+
+/// Builds the VMM's configuration for `config` (which must have had
+/// [`DomainConfig::with_defaults`] applied) as domain `domid`.
+pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmConfig> {
+    let c = &config.c_info;
+    let b = &config.b_info;
+    if c.type_ != DomainType::Pvh {
+        bail!(
+            "{}: type \"{}\" guests are not supported yet; only type = \"pvh\" boots",
+            c.name,
+            c.type_.name()
+        );
+    }
+    if let Some(bootloader) = &b.bootloader {
+        bail!("bootloader \"{bootloader}\" is not supported yet; give the kernel directly");
+    }
+    let kernel = b
+        .kernel
+        .as_deref()
+        .context("no kernel given (set kernel = \"...\" in the config)")?;
+    let ramdisk = b.ramdisk.as_deref().map(|path| vmm::ModuleSpec {
+        path: path.into(),
+        cmdline: String::new(),
+    });
+    let cmdline = b.cmdline.clone().unwrap_or_default();
+
+    let mut vm = vmm::VmConfig::new(c.name.clone(), "");
+    let pvshim = match &b.u {
+        TypeInfo::Pvh(p) if p.pvshim == Some(true) => Some(p),
+        _ => None,
+    };
+    match pvshim {
+        // libxl: the shim is the kernel, the PV kernel is module 0 with the
+        // domain's command line, and the shim gets pvshim_cmdline + extra.
+        Some(p) => {
+            vm.kernel = p
+                .pvshim_path
+                .clone()
+                .context("pvshim_path has no default")?
+                .into();
+            vm.cmdline = [p.pvshim_cmdline.as_deref(), p.pvshim_extra.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(" ");
+            vm.modules.push(vmm::ModuleSpec {
+                path: kernel.into(),
+                cmdline,
+            });
+        }
+        None => {
+            vm.kernel = kernel.into();
+            vm.cmdline = cmdline;
+        }
+    }
+    vm.modules.extend(ramdisk);
+
+    vm.domid = domid;
+    vm.uuid = uuid_bytes(&c.uuid)?;
+    let max_memkb = b.max_memkb.context("max_memkb unset: defaults not applied")?;
+    let target_memkb = b.target_memkb.unwrap_or(max_memkb);
+    vm.memory_mib = target_memkb.div_ceil(1024);
+    vm.max_memory_mib = max_memkb.div_ceil(1024).max(vm.memory_mib);
+    vm.max_vcpus = b.max_vcpus.max(1);
+    vm.vcpus = u32::try_from(b.avail_vcpus.len())
+        .unwrap_or(u32::MAX)
+        .clamp(1, vm.max_vcpus);
+    vm.xen_version = (
+        u16::try_from(config.xkvm.xen_version.0).context("xen_version: major too large")?,
+        u16::try_from(config.xkvm.xen_version.1).context("xen_version: minor too large")?,
+    );
+    vm.viridian = match &b.u {
+        TypeInfo::Hvm(h) => h.viridian.unwrap_or(false),
+        _ => false,
+    };
+    vm.apic = b.apic.unwrap_or(true);
+    vm.nested_hvm = b.nested_hvm.unwrap_or(false);
+    vm.xen_vapic = config.xkvm.xen_vapic.unwrap_or(false);
+    vm.timer_mode = match b.timer_mode {
+        Some(xl_config::TimerMode::DelayForMissedTicks) => vmm::TimerMode::DelayForMissedTicks,
+        Some(xl_config::TimerMode::NoMissedTicksPending) => vmm::TimerMode::NoMissedTicksPending,
+        Some(xl_config::TimerMode::OneMissedTickPending) => vmm::TimerMode::OneMissedTickPending,
+        Some(xl_config::TimerMode::NoDelayForMissedTicks) | None => {
+            vmm::TimerMode::NoDelayForMissedTicks
+        }
+    };
+    vm.max_grant_frames = b.max_grant_frames.unwrap_or(64);
+    vm.max_event_channels = b.event_channels;
+    vm.max_pirq = config.xkvm.xen_evtchn_max_pirq;
+    Ok(vm)
+}
+
+/// `xxxxxxxx-xxxx-...` to the 16 bytes XenStore's `/vm/<uuid>` and the
+/// guest see.
+fn uuid_bytes(uuid: &str) -> anyhow::Result<[u8; 16]> {
+    let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+    let mut out = [0u8; 16];
+    if hex.len() != 32 {
+        bail!("uuid {uuid:?} is not 32 hex digits");
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
+            .with_context(|| format!("uuid {uuid:?} is not hexadecimal"))?;
+    }
+    Ok(out)
+}
+
+/// What to do after the guest stopped for `exit`, per the `on_*` keys.
+pub fn action_for(config: &DomainConfig, exit: vmm::DomainExit) -> Action {
+    match exit {
+        vmm::DomainExit::Poweroff | vmm::DomainExit::Suspend => config.on_poweroff,
+        vmm::DomainExit::Reboot => config.on_reboot,
+        vmm::DomainExit::Crash => config.on_crash,
+        vmm::DomainExit::Watchdog => config.on_watchdog,
+        vmm::DomainExit::SoftReset => config.on_soft_reset,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> DomainConfig {
+        xl_config::parse("test.cfg", text.as_bytes())
+            .expect("test config parses")
+            .config
+            .with_defaults()
+    }
+
+    #[test]
+    fn pvh_config_maps_memory_vcpus_and_cmdline() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\nmemory=256\nmaxmem=512\nvcpus=2\nmaxvcpus=4\n\
+             extra='console=hvc0'\nramdisk='/initrd'\n",
+        );
+        let vm = vm_config(&cfg, 7).expect("maps");
+        assert_eq!(vm.domid, 7);
+        assert_eq!((vm.memory_mib, vm.max_memory_mib), (256, 512));
+        assert_eq!((vm.vcpus, vm.max_vcpus), (2, 4));
+        assert_eq!(vm.kernel, std::path::PathBuf::from("/k"));
+        assert!(vm.cmdline.contains("console=hvc0"), "{:?}", vm.cmdline);
+        assert_eq!(vm.modules.len(), 1);
+        assert_eq!(vm.modules[0].path, std::path::PathBuf::from("/initrd"));
+    }
+
+    #[test]
+    fn pvshim_makes_the_pv_kernel_module_zero_with_its_cmdline() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/pv'\ncmdline='root=/dev/xvda'\npvshim=1\n\
+             pvshim_extra='loglvl=all'\n",
+        );
+        let vm = vm_config(&cfg, 1).expect("maps");
+        assert_eq!(vm.kernel, std::path::PathBuf::from("/usr/lib/xen-4.17/boot/xen-shim"));
+        assert_eq!(vm.cmdline, "pv-shim console=xen,pv loglvl=all");
+        assert_eq!(vm.modules[0].path, std::path::PathBuf::from("/pv"));
+        assert_eq!(vm.modules[0].cmdline, "root=/dev/xvda");
+    }
+
+    #[test]
+    fn xkvm_keys_and_pvh_options_reach_the_vmm() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\nxen_version='4.5'\napic=0\nnestedhvm=1\n\
+             timer_mode='one_missed_tick_pending'\nmax_grant_frames=8\nxen_evtchn_max_pirq=64\n",
+        );
+        let vm = vm_config(&cfg, 1).expect("maps");
+        assert_eq!(vm.xen_version, (4, 5));
+        assert!(!vm.apic);
+        assert!(vm.nested_hvm);
+        assert_eq!(vm.timer_mode, vmm::TimerMode::OneMissedTickPending);
+        assert_eq!(vm.max_grant_frames, 8);
+        assert_eq!(vm.max_pirq, 64);
+    }
+
+    #[test]
+    fn non_pvh_types_are_refused_with_the_reason() {
+        let cfg = parsed("type='hvm'\nname='g'\n");
+        let err = vm_config(&cfg, 1).expect_err("hvm not supported yet");
+        assert!(err.to_string().contains("only type = \"pvh\""), "{err}");
+    }
+
+    #[test]
+    fn uuid_text_becomes_bytes() {
+        let b = uuid_bytes("00112233-4455-6677-8899-aabbccddeeff").expect("valid");
+        assert_eq!(b[0], 0x00);
+        assert_eq!(b[15], 0xff);
+        assert!(uuid_bytes("nope").is_err());
+    }
+}

@@ -1,0 +1,37 @@
+//! `cargo run -p xl-config --example dry_run -- CFG [KEY=VALUE...]`: what
+//! `xkvm create -n` prints, without building the VMM (for comparing with
+//! the oracle by hand).
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let defaults = args.iter().any(|a| a == "--defaults");
+    let args: Vec<String> = args.into_iter().filter(|a| a != "--defaults").collect();
+    let Some((file, overrides)) = args.split_first() else {
+        eprintln!("usage: dry_run [--defaults] CFG [KEY=VALUE...]");
+        return ExitCode::FAILURE;
+    };
+    eprintln!("Parsing config from {file}");
+    match xl_config::load(std::path::Path::new(file), overrides) {
+        Ok(p) => {
+            for w in &p.warnings {
+                eprintln!("{w}");
+            }
+            let (cfg, flavour) = if defaults {
+                (p.config.with_defaults(), xl_config::Flavour::Full)
+            } else {
+                (p.config, xl_config::Flavour::Xl)
+            };
+            println!(
+                "{}",
+                xl_config::json::pretty(&xl_config::json::to_json(&cfg, flavour))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Machine resources handed to a guest: `ioports`, `irqs` and `iomem`
+//! list items, read as xl reads them (hex port ranges, decimal IRQs,
+//! `START,NUM[@GFN]` hex page ranges).
+
+use crate::model::{IomemRange, IoportRange};
+
+/// `ioports` item `FIRST[-LAST]` (hex). `Ok((range, warning))`: xl warns and
+/// goes on about trailing junk after a single port.
+pub fn ioport(s: &str) -> Result<(IoportRange, Option<String>), String> {
+    let bad = || format!("xl: Invalid argument parsing ioport: {s}");
+    let (start, rest) = strtoul16(s).ok_or_else(bad)?;
+    if start >= u64::from(u32::MAX) {
+        return Err(format!("xl: ioport {start:x} too big"));
+    }
+    let start = start as u32;
+    let mut end = start;
+    let mut warning = None;
+    if let Some(r) = rest.strip_prefix('-') {
+        let (e, tail) = strtoul16(r).ok_or_else(bad)?;
+        // xl compares start with the old end here, so a reversed range
+        // passes and its size wraps around.
+        if !tail.is_empty() {
+            return Err(bad());
+        }
+        if e >= u64::from(u32::MAX) {
+            return Err(format!("xl: ioport {e:x} too big"));
+        }
+        end = e as u32;
+    } else if !rest.is_empty() {
+        warning = Some(bad());
+    }
+    Ok((
+        IoportRange {
+            first: start,
+            number: end.wrapping_sub(start).wrapping_add(1),
+        },
+        warning,
+    ))
+}
+
+/// `irqs` item: a decimal IRQ number.
+pub fn irq(s: &str) -> Result<u32, String> {
+    let t = s.trim_start();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let n = t.bytes().take_while(u8::is_ascii_digit).count();
+    if n == 0 || n != t.len() {
+        return Err(format!("xl: Invalid argument parsing irq: {s}"));
+    }
+    match t.parse::<u64>() {
+        Ok(v) if v < u64::from(u32::MAX) => Ok(v as u32),
+        Ok(v) => Err(format!("xl: irq {v:x} too big")),
+        Err(_) => Err(format!("xl: irq {t} too big")),
+    }
+}
+
+/// `iomem` item `START,NUM[@GFN]` (hex), as xl's `sscanf`.
+pub fn iomem(s: &str) -> Result<IomemRange, String> {
+    let bad = || format!("xl: Invalid argument parsing iomem: {s}");
+    let (start, rest) = scan_hex(s).ok_or_else(bad)?;
+    let rest = rest.strip_prefix(',').ok_or_else(bad)?;
+    let (number, rest) = scan_hex(rest).ok_or_else(bad)?;
+    let (gfn, rest) = match rest.strip_prefix('@').and_then(scan_hex) {
+        Some((g, r)) => (Some(g), r),
+        None => (None, rest),
+    };
+    if !rest.is_empty() {
+        return Err(bad());
+    }
+    Ok(IomemRange { start, number, gfn })
+}
+
+/// `strtoul(s, &end, 16)`: blanks, sign, optional `0x`.
+fn strtoul16(s: &str) -> Option<(u64, &str)> {
+    scan_hex(s)
+}
+
+/// `%x` in scanf / `strtoul(.., 16)`: leading blanks, `+`, optional `0x`,
+/// then at least one hex digit.
+fn scan_hex(s: &str) -> Option<(u64, &str)> {
+    let t = s.trim_start();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    let body = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+        Some(b) if b.bytes().next().is_some_and(|c| c.is_ascii_hexdigit()) => b,
+        _ => t,
+    };
+    let n = body.bytes().take_while(u8::is_ascii_hexdigit).count();
+    if n == 0 {
+        return None;
+    }
+    let v = u64::from_str_radix(&body[..n], 16).unwrap_or(u64::MAX);
+    Some((v, &body[n..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges_are_hex_and_inclusive() {
+        let (r, w) = ioport("3f8-3ff").expect("valid");
+        assert_eq!((r.first, r.number, w), (0x3f8, 8, None));
+        assert!(ioport("zz").is_err());
+    }
+
+    #[test]
+    fn iomem_takes_an_optional_gfn() {
+        let m = iomem("fe000,2@80000").expect("valid");
+        assert_eq!((m.start, m.number, m.gfn), (0xfe000, 2, Some(0x80000)));
+        assert_eq!(iomem("a0,1").expect("valid").gfn, None);
+        assert!(iomem("a0").is_err());
+        assert!(iomem("a0,1@").is_err());
+    }
+
+    #[test]
+    fn irqs_are_decimal() {
+        assert_eq!(irq("17"), Ok(17));
+        assert!(irq("0x11").is_err());
+    }
+}

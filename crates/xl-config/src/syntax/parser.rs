@@ -1,0 +1,200 @@
+//! The grammar of `libxlu_cfg_y.y`, by recursive descent:
+//!
+//! ```text
+//! file       := { stmt } [ assignment ]          (last one may lack an end)
+//! stmt       := assignment end | end
+//! end        := NEWLINE | ';'
+//! assignment := IDENT ( '=' | '+=' ) value
+//! value      := STRING | NUMBER | '[' nl* [ items ] ']'
+//! items      := value nl* { ',' nl* value nl* } [ ',' nl* ]
+//! ```
+//!
+//! Later settings of the same name win; `+=` appends to the previous value of
+//! the same kind (string to string, list to list).
+
+use super::lexer::{tokenize, Token, TokenKind};
+use super::store::{Op, Setting, Store, Value};
+use super::SyntaxError;
+
+/// Lists nested deeper than this are refused (libxlu's bison stack would
+/// overflow long before; we must not overflow ours).
+const MAX_DEPTH: usize = 64;
+
+/// Parses a whole xl.cfg text into a settings store.
+pub fn parse(data: &[u8]) -> Result<Store, SyntaxError> {
+    let tokens = tokenize(data)?;
+    let mut p = Parser {
+        toks: &tokens,
+        pos: 0,
+        store: Store::default(),
+    };
+    p.file()?;
+    Ok(p.store)
+}
+
+struct Parser<'a> {
+    toks: &'a [Token],
+    pos: usize,
+    store: Store,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<&Token> {
+        self.toks.get(self.pos)
+    }
+
+    fn last_line(&self) -> u32 {
+        self.toks.last().map_or(1, |t| t.line)
+    }
+
+    fn error_here(&self, expecting: &str) -> SyntaxError {
+        match self.peek() {
+            Some(t) => SyntaxError {
+                line: t.line,
+                near: describe(&t.kind),
+                message: format!(
+                    "syntax error, unexpected {}, expecting {expecting}",
+                    kind_name(&t.kind)
+                ),
+                likely_python: false,
+            },
+            None => SyntaxError {
+                line: self.last_line(),
+                near: String::new(),
+                message: format!("syntax error, unexpected end of file, expecting {expecting}"),
+                likely_python: false,
+            },
+        }
+    }
+
+    fn file(&mut self) -> Result<(), SyntaxError> {
+        while let Some(t) = self.peek() {
+            match &t.kind {
+                TokenKind::Newline | TokenKind::Semicolon => self.pos += 1,
+                TokenKind::Ident(_) => {
+                    self.assignment()?;
+                    match self.peek().map(|t| &t.kind) {
+                        None => return Ok(()),
+                        Some(TokenKind::Newline | TokenKind::Semicolon) => self.pos += 1,
+                        Some(_) => return Err(self.error_here("end of statement")),
+                    }
+                }
+                _ => return Err(self.error_here("IDENT or end of statement")),
+            }
+        }
+        Ok(())
+    }
+
+    fn assignment(&mut self) -> Result<(), SyntaxError> {
+        let Some(Token {
+            kind: TokenKind::Ident(name),
+            ..
+        }) = self.peek().cloned()
+        else {
+            return Err(self.error_here("IDENT"));
+        };
+        self.pos += 1;
+        let op = match self.peek().map(|t| &t.kind) {
+            Some(TokenKind::Assign) => Op::Assign,
+            Some(TokenKind::Append) => Op::Append,
+            _ => return Err(self.error_here("+= or '='")),
+        };
+        self.pos += 1;
+        let line = self.peek().map_or(self.last_line(), |t| t.line);
+        let value = self.value(0)?;
+        self.store.set(Setting {
+            name,
+            value,
+            op,
+            line,
+        })
+    }
+
+    fn skip_newlines(&mut self) {
+        while matches!(self.peek().map(|t| &t.kind), Some(TokenKind::Newline)) {
+            self.pos += 1;
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        let Some(t) = self.peek().cloned() else {
+            return Err(self.error_here("STRING or NUMBER or '['"));
+        };
+        match t.kind {
+            TokenKind::Str(s) | TokenKind::Number(s) => {
+                self.pos += 1;
+                Ok(Value::String(s))
+            }
+            TokenKind::LBracket => {
+                if depth >= MAX_DEPTH {
+                    return Err(SyntaxError {
+                        line: t.line,
+                        near: "[".into(),
+                        message: "lists nested too deeply".into(),
+                        likely_python: false,
+                    });
+                }
+                self.pos += 1;
+                self.list(depth + 1)
+            }
+            _ => Err(self.error_here("STRING or NUMBER or '['")),
+        }
+    }
+
+    fn list(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+        let mut items = Vec::new();
+        self.skip_newlines();
+        if matches!(self.peek().map(|t| &t.kind), Some(TokenKind::RBracket)) {
+            self.pos += 1;
+            return Ok(Value::List(items));
+        }
+        loop {
+            items.push(self.value(depth)?);
+            self.skip_newlines();
+            match self.peek().map(|t| &t.kind) {
+                Some(TokenKind::RBracket) => {
+                    self.pos += 1;
+                    return Ok(Value::List(items));
+                }
+                Some(TokenKind::Comma) => {
+                    self.pos += 1;
+                    self.skip_newlines();
+                    if matches!(self.peek().map(|t| &t.kind), Some(TokenKind::RBracket)) {
+                        self.pos += 1;
+                        return Ok(Value::List(items));
+                    }
+                }
+                _ => return Err(self.error_here("',' or ']'")),
+            }
+        }
+    }
+}
+
+fn kind_name(k: &TokenKind) -> &'static str {
+    match k {
+        TokenKind::Ident(_) => "IDENT",
+        TokenKind::Number(_) => "NUMBER",
+        TokenKind::Str(_) => "STRING",
+        TokenKind::Newline => "NEWLINE",
+        TokenKind::Semicolon => "';'",
+        TokenKind::Comma => "','",
+        TokenKind::Assign => "'='",
+        TokenKind::Append => "+=",
+        TokenKind::LBracket => "'['",
+        TokenKind::RBracket => "']'",
+    }
+}
+
+fn describe(k: &TokenKind) -> String {
+    match k {
+        TokenKind::Ident(s) | TokenKind::Number(s) => s.clone(),
+        TokenKind::Str(s) => format!("\"{s}\""),
+        TokenKind::Newline => String::new(),
+        TokenKind::Semicolon => ";".into(),
+        TokenKind::Comma => ",".into(),
+        TokenKind::Assign => "=".into(),
+        TokenKind::Append => "+=".into(),
+        TokenKind::LBracket => "[".into(),
+        TokenKind::RBracket => "]".into(),
+    }
+}

@@ -1,0 +1,216 @@
+//! Network interface specifications (xl-network-configuration(5)):
+//! comma-separated `key=value` items, as xl's `parse_nic_config` reads them.
+
+use crate::model::{Nic, NicType};
+
+/// Libxl field names of the COLO string keys, in IDL order, with the xl.cfg
+/// key that sets each (the same spelling except `forwarddev`).
+pub const COLO_KEYS: [(&str, &str); 9] = [
+    ("forwarddev", "coloft_forwarddev"),
+    ("colo_sock_mirror_id", "colo_sock_mirror_id"),
+    ("colo_sock_mirror_ip", "colo_sock_mirror_ip"),
+    ("colo_sock_mirror_port", "colo_sock_mirror_port"),
+    ("colo_sock_compare_sec_in_id", "colo_sock_compare_sec_in_id"),
+    ("colo_sock_compare_sec_in_ip", "colo_sock_compare_sec_in_ip"),
+    (
+        "colo_sock_compare_sec_in_port",
+        "colo_sock_compare_sec_in_port",
+    ),
+    ("colo_sock_redirector0_id", "colo_sock_redirector0_id"),
+    ("colo_sock_redirector0_ip", "colo_sock_redirector0_ip"),
+];
+
+/// Parses one vif spec into the nic `devid`; warnings xl prints go to
+/// `warn`; the error is xl's message (xl then exits).
+pub fn parse_vif(spec: &str, devid: i64, warn: &mut Vec<String>) -> Result<Nic, String> {
+    let mut nic = Nic {
+        devid,
+        ..Nic::default()
+    };
+    for tok in spec.split(',').filter(|t| !t.is_empty()) {
+        let tok = tok.trim_start_matches(' ');
+        // xl prints a bad item's message and goes on (it ignores
+        // parse_nic_config's result); only a bad `rate` makes it exit.
+        if let Err(m) = item(&mut nic, tok, warn) {
+            if tok.starts_with("rate=") {
+                return Err(m);
+            }
+            warn.push(m);
+        }
+    }
+    Ok(nic)
+}
+
+fn item(nic: &mut Nic, tok: &str, warn: &mut Vec<String>) -> Result<(), String> {
+    // xl matches `key=` prefixes with strncmp over the key's own length, so
+    // `type=`, `mac=`... need their `=`; unknown items are silently ignored.
+    let Some((key, val)) = tok.split_once('=') else {
+        return Ok(());
+    };
+    let s = Some(val.to_string());
+    match key {
+        "type" => {
+            nic.nictype = Some(match val {
+                "vif" => NicType::Vif,
+                "ioemu" => NicType::VifIoemu,
+                _ => return Err("Invalid parameter `type'.".into()),
+            })
+        }
+        "mac" => parse_mac(val, &mut nic.mac).ok_or("Invalid parameter `mac'.")?,
+        "bridge" => nic.bridge = s,
+        "netdev" => {
+            warn.push("the netdev parameter is deprecated, please use gatewaydev instead".into());
+            nic.gatewaydev = s;
+        }
+        "gatewaydev" => nic.gatewaydev = s,
+        "ip" => nic.ip = s,
+        "script" => nic.script = s,
+        "backend" => nic.backend_domname = s,
+        "vifname" => nic.ifname = s,
+        "model" => nic.model = s,
+        "rate" => {
+            let (bytes, usecs) = parse_rate(val)?;
+            nic.rate_bytes_per_interval = bytes;
+            nic.rate_interval_usecs = usecs;
+        }
+        "mtu" => {
+            nic.mtu = val
+                .parse::<i64>()
+                .map_err(|_| format!("ERROR: Invalid value \"{val}\" for \"mtu\"."))?
+        }
+        "accel" => warn.push("the accel parameter for vifs is currently not supported".into()),
+        "devid" => {
+            nic.devid = val
+                .parse::<i64>()
+                .map_err(|_| format!("ERROR: Invalid value \"{val}\" for \"devid\"."))?
+        }
+        _ => {
+            if let Some((_, field)) = COLO_KEYS.iter().find(|(k, _)| *k == key) {
+                nic.extra.retain(|(f, _)| f != field);
+                nic.extra.push((field, val.to_string()));
+            } else {
+                warn.push(format!("unrecognized vif option '{key}'"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// xl's MAC parsing: six `strtoul(.., 16)` fields, each <= 255, any one
+/// separator character between them. Like xl, fields before a bad one stay
+/// written.
+fn parse_mac(s: &str, mac: &mut [u8; 6]) -> Option<()> {
+    let b = s.as_bytes();
+    let mut p = 0usize;
+    for slot in mac.iter_mut() {
+        let rest = b.get(p..)?;
+        let blanks = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
+        let digits = rest[blanks..]
+            .iter()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .count();
+        if digits == 0 {
+            return None;
+        }
+        let text = std::str::from_utf8(&rest[blanks..blanks + digits]).ok()?;
+        let v = u64::from_str_radix(text, 16).unwrap_or(u64::MAX);
+        if v > 255 {
+            return None;
+        }
+        *slot = v as u8;
+        p += blanks + digits + 1;
+    }
+    Some(())
+}
+
+/// libxlu's `xlu_vif_parse_rate`: `RATE[@INTERVAL]` into bytes per interval
+/// and the interval in microseconds.
+pub fn parse_rate(rate: &str) -> Result<(u64, u32), String> {
+    let err = |m: &str, what: &str| format!("config parsing error in vif: {m} in `{what}'");
+    let (bytes, interval) = match rate.split_once('@') {
+        Some((b, i)) => (b, Some(i)),
+        None => (rate, None),
+    };
+    if bytes.is_empty() {
+        return Err(err("no rate specified", rate));
+    }
+    let bytes_per_sec = rate_bytes_per_sec(bytes).map_err(|m| err(m, bytes))?;
+    let usecs = match interval {
+        Some(i) => interval_usecs(i).map_err(|m| err(m, i))?,
+        None => 50_000,
+    };
+    let per_interval = u128::from(bytes_per_sec) * u128::from(usecs) / 1_000_000;
+    let per_interval = u64::try_from(per_interval).map_err(|_| err("rate overflow", rate))?;
+    Ok((per_interval, usecs))
+}
+
+/// `^[0-9]+[GMK]?[Bb]/s$`.
+fn rate_bytes_per_sec(s: &str) -> Result<u64, &'static str> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = &s[n..];
+    let (mult, tail) = match tail.as_bytes().first() {
+        Some(b'G') => (1_000_000_000u64, &tail[1..]),
+        Some(b'M') => (1_000_000, &tail[1..]),
+        Some(b'K') => (1_000, &tail[1..]),
+        _ => (1, tail),
+    };
+    let bits = match tail {
+        "b/s" => true,
+        "B/s" => false,
+        _ => return Err("invalid rate"),
+    };
+    if n == 0 {
+        return Err("invalid rate");
+    }
+    let v: u64 = s[..n].parse().map_err(|_| "rate overflow")?;
+    if v == 0 || v > u64::from(u32::MAX) {
+        return Err("rate overflow");
+    }
+    let v = v * mult;
+    Ok(if bits { v / 8 } else { v })
+}
+
+/// `^[0-9]+[mu]?s?$`; bare numbers and `s` are seconds.
+fn interval_usecs(s: &str) -> Result<u32, &'static str> {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    let tail = &s[n..];
+    let mult: u64 = match tail {
+        "" | "s" => 1_000_000,
+        "m" | "ms" => 1_000,
+        "u" | "us" => 1,
+        _ => return Err("invalid replenishment interval"),
+    };
+    if n == 0 {
+        return Err("invalid replenishment interval");
+    }
+    let v: u64 = s[..n]
+        .parse()
+        .map_err(|_| "replenishment interval overflow")?;
+    if v == 0 || v > u64::from(u32::MAX) {
+        return Err("replenishment interval overflow");
+    }
+    u32::try_from(v * mult).map_err(|_| "replenishment interval overflow")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_in_megabits_uses_a_50ms_interval() {
+        assert_eq!(parse_rate("10Mb/s"), Ok((62_500, 50_000)));
+        assert_eq!(parse_rate("1MB/s@20ms"), Ok((20_000, 20_000)));
+        assert!(parse_rate("10Mbit").is_err());
+    }
+
+    #[test]
+    fn mac_and_bridge_are_read() {
+        let mut w = Vec::new();
+        let n = parse_vif("mac=00:16:3e:00:00:01,bridge=br0", 0, &mut w).expect("valid");
+        assert_eq!(n.mac, [0, 0x16, 0x3e, 0, 0, 1]);
+        assert_eq!(n.bridge.as_deref(), Some("br0"));
+        assert!(parse_vif("mac=zz", 0, &mut w).is_ok());
+        assert!(w.iter().any(|m| m.contains("mac")));
+        assert!(parse_vif("rate=fast", 0, &mut w).is_err());
+    }
+}
