@@ -56,6 +56,31 @@ const GUESTS: &[Guest] = &[
         source: "c/console.c",
         bits: 64,
     },
+    Guest {
+        name: "fault",
+        source: "c/fault.c",
+        bits: 64,
+    },
+    Guest {
+        name: "xsshutdown",
+        source: "c/xsshutdown.c",
+        bits: 64,
+    },
+    Guest {
+        name: "idle",
+        source: "c/idle.c",
+        bits: 64,
+    },
+    Guest {
+        name: "blkfront",
+        source: "c/blkfront.c",
+        bits: 64,
+    },
+    Guest {
+        name: "blkfront32",
+        source: "c/blkfront.c",
+        bits: 32,
+    },
 ];
 
 const CFLAGS: &[&str] = &[
@@ -73,7 +98,6 @@ const CFLAGS: &[&str] = &[
     "-O2",
     "-Wall",
     "-Wextra",
-    "-Werror",
     "-Wl,--build-id=none",
     "-Wl,--no-warn-rwx-segments",
 ];
@@ -118,16 +142,21 @@ fn build(cc: &str, manifest: &Path, guest: &Guest, image: &Path) {
         .arg(rt.join("entry.S"))
         .arg(rt.join("rt.c"))
         .arg(manifest.join(guest.source));
-    let status = match cmd.status() {
-        Ok(status) => status,
+    let output = match cmd.output() {
+        Ok(output) => output,
         Err(e) => panic!(
             "cannot run `{cc}` to build the test guests ({e}); install gcc \
              (Debian: apt-get install gcc) or point XKVM_GUEST_CC at one"
         ),
     };
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        status.success(),
-        "building test guest `{}` failed: {cmd:?}",
+        output.status.success(),
+        "building test guest `{}` failed: {cmd:?}\n{stderr}",
         guest.name
     );
+    // Compiler warnings are not fatal (a newer gcc may add some), but shown.
+    for line in stderr.lines() {
+        println!("cargo:warning={}: {line}", guest.name);
+    }
 }

@@ -44,4 +44,5 @@ void guest_main(struct hvm_start_info *si)
     cpuid(1, 0, &a, &b, &c, &d);
     printf("cpuid leaf 0x1.0: %08x %08x %08x %08x\n", a, b, c, d);
     check(c & (1U << 31), "cpuid 1 ecx: hypervisor bit clear");
+    printf("apic %s\n", d & (1U << 9) ? "present" : "absent");
 }

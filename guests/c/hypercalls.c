@@ -146,6 +146,34 @@ static void test_memory_op(struct hvm_start_info *si)
     expect("memory_op bad sub-op", hypercall2(__HYPERVISOR_memory_op, 99, NULL), -XEN_ENOSYS);
 }
 
+static void test_set_memory_map(void)
+{
+    static struct e820entry map[64];
+    struct xen_memory_map mm = { .nr_entries = 64, .buffer = (unsigned long)map };
+    struct xen_foreign_memory_map fm = { .domid = DOMID_SELF };
+
+    /* A domain may set its own map (XSM_TARGET); set it to what it is. */
+    hypercall2(__HYPERVISOR_memory_op, XENMEM_memory_map, &mm);
+    fm.map = mm;
+    expect("XENMEM_set_memory_map", hypercall2(__HYPERVISOR_memory_op, XENMEM_set_memory_map,
+                                               &fm), 0);
+    mm.nr_entries = 64;
+    hypercall2(__HYPERVISOR_memory_op, XENMEM_memory_map, &mm);
+    CHECK_EQ("memory_map entries after set_memory_map", mm.nr_entries, fm.map.nr_entries);
+    fm.map.nr_entries = 0x10000; /* beyond E820MAX */
+    expect("XENMEM_set_memory_map too many entries",
+           hypercall2(__HYPERVISOR_memory_op, XENMEM_set_memory_map, &fm), -XEN_EINVAL);
+    fm.map.nr_entries = 1;
+    fm.map.buffer = (unsigned long)BAD_PTR;
+    expect("XENMEM_set_memory_map bad buffer",
+           hypercall2(__HYPERVISOR_memory_op, XENMEM_set_memory_map, &fm), -XEN_EFAULT);
+    fm.domid = 0x7FF4;
+    expect("XENMEM_set_memory_map DOMID_INVALID",
+           hypercall2(__HYPERVISOR_memory_op, XENMEM_set_memory_map, &fm), -XEN_ESRCH);
+    expect("XENMEM_set_memory_map bad pointer",
+           hypercall2(__HYPERVISOR_memory_op, XENMEM_set_memory_map, BAD_PTR), -XEN_EFAULT);
+}
+
 static long add_to_physmap(uint32_t space, unsigned long idx, unsigned long gfn)
 {
     struct xen_add_to_physmap xatp = {
@@ -154,13 +182,20 @@ static long add_to_physmap(uint32_t space, unsigned long idx, unsigned long gfn)
     return hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &xatp);
 }
 
+/* A RAM page for shared_info to move into: Linux puts it in RAM like this. */
+static uint8_t shinfo_ram[4096] __attribute__((aligned(4096)));
+
 static void test_shared_info(void)
 {
     /* shared_info layout (xen.h): 32 vcpu_info of 64 bytes, then the two
      * event channel bitmaps (as many longs as a long has bits), then the
      * wallclock. */
-    const unsigned long wc_off = 2048 + 2 * 8 * sizeof(unsigned long) * sizeof(unsigned long);
+    const unsigned long bitmap = 8 * sizeof(unsigned long) * sizeof(unsigned long);
+    const unsigned long wc_off = 2048 + 2 * bitmap;
+    /* The last word of evtchn_mask: guest-writable, and no port we use. */
+    const unsigned long mask_last = 2048 + 2 * bitmap - sizeof(unsigned long);
     volatile uint8_t *sh = (volatile uint8_t *)(SHINFO_GFN << 12);
+    volatile uint8_t *sh_ram = shinfo_ram;
     volatile struct vcpu_time_info *t = (volatile struct vcpu_time_info *)(sh + 32);
     uint32_t wc_version, wc_sec, ver;
     uint64_t t1, t2;
@@ -188,6 +223,16 @@ static void test_shared_info(void)
            t->tsc_to_system_mul, t->tsc_shift, (unsigned long long)t1);
     check(t->tsc_to_system_mul != 0, "vcpu_info[0].time has no tsc_to_system_mul");
     check(t2 >= t1, "pvclock system_time went backwards");
+
+    /* Moving shared_info onto a RAM page keeps its contents. */
+    *(volatile unsigned long *)(sh + mask_last) = 0x5a5a5a5aUL;
+    expect("add_to_physmap shared_info into RAM",
+           add_to_physmap(XENMAPSPACE_shared_info, 0, (uintptr_t)shinfo_ram >> 12), 0);
+    check(*(volatile unsigned long *)(sh_ram + mask_last) == 0x5a5a5a5aUL,
+          "shared_info lost its contents when moved into RAM");
+    check(*(volatile uint32_t *)(sh_ram + wc_off + 4) == wc_sec,
+          "shared_info in RAM has another wallclock");
+    *(volatile unsigned long *)(sh_ram + mask_last) = 0;
 }
 
 static void test_grant_frames(uint32_t max_frames)
@@ -361,6 +406,7 @@ void guest_main(struct hvm_start_info *si)
     test_console_io();
     test_sched_op();
     test_memory_op(si);
+    test_set_memory_map();
     test_hvm_op();
     max_frames = test_grant_table_op();
     test_event_channel_op();

@@ -87,6 +87,7 @@ struct xen_platform_parameters {
 #define XENMEM_add_to_physmap 7
 #define XENMEM_memory_map 9
 #define XENMEM_machine_memory_map 10
+#define XENMEM_set_memory_map 13
 #define XENMAPSPACE_shared_info 0
 #define XENMAPSPACE_grant_table 1
 #define XENMAPIDX_grant_table_status 0x80000000U
@@ -101,6 +102,10 @@ struct xen_memory_map {
     uint32_t nr_entries;
     /* XEN_GUEST_HANDLE(void) is a pointer-sized slot, 8-byte aligned on x86_64 */
     unsigned long buffer;
+};
+struct xen_foreign_memory_map {
+    uint16_t domid;
+    struct xen_memory_map map;
 };
 struct e820entry {
     uint64_t addr;

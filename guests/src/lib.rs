@@ -12,6 +12,7 @@
 //! | `hypercalls`, `hypercalls32` | issue-4 hypercalls incl. bad arguments (64/32-bit) |
 //! | `shutdown` | `sched_op` shutdown with the reason named on its command line |
 //! | `console` | the primary console ring: output, then input echoed back |
+//! | `fault` | a triple fault (no IDT), which Xen turns into a reboot |
 
 use std::path::PathBuf;
 

@@ -31,6 +31,7 @@ const size_t layout[] = {
     O(xen_add_to_physmap, size), O(xen_add_to_physmap, space), O(xen_add_to_physmap, idx),
     O(xen_add_to_physmap, gpfn), S(xen_add_to_physmap),
     O(xen_memory_map, buffer), S(xen_memory_map),
+    O(xen_foreign_memory_map, map), S(xen_foreign_memory_map),
     O(xen_hvm_param, index), O(xen_hvm_param, value), S(xen_hvm_param),
     O(gnttab_setup_table, nr_frames), O(gnttab_setup_table, status),
     O(gnttab_setup_table, frame_list), S(gnttab_setup_table),

@@ -183,7 +183,7 @@ fn main() {
         rss_growth, base_rss
     );
     println!(
-        "VMM service time per xen_version:    median {:.0} ns",
+        "VMM service time per xen_version:    {:.0} ns (mean per run, median of 5 runs)",
         median(service)
     );
     println!(

@@ -64,6 +64,8 @@ struct State {
     xs_out: Vec<u8>,
     xs_broken: bool,
     warned_console: bool,
+    /// The first console output failure; reported when the domain ends.
+    console_error: Option<std::io::Error>,
 }
 
 impl Backends {
@@ -146,6 +148,7 @@ impl Backends {
             xs_out: Vec::new(),
             xs_broken: false,
             warned_console: false,
+            console_error: None,
         };
         let thread = std::thread::Builder::new()
             .name("backends".into())
@@ -200,13 +203,19 @@ fn backend_loop(mut st: State, rx: Receiver<Msg>) -> Result<(), VmmError> {
             }
             Ok(Msg::Wake) | Err(mpsc::RecvTimeoutError::Timeout) => false,
         };
-        st.service_console()?;
+        st.service_console();
         st.service_store();
         if stop {
-            st.output.flush().map_err(VmmError::Console)?;
             st.store.disconnect(st.conn);
             xenstore_nodes::remove(&st.store, &st.config);
-            return Ok(());
+            if st.console_error.is_none() {
+                if let Err(e) = st.output.flush() {
+                    st.console_error = Some(e);
+                }
+            }
+            return st
+                .console_error
+                .map_or(Ok(()), |e| Err(VmmError::Console(e)));
         }
     }
 }
@@ -218,7 +227,7 @@ impl State {
         }
     }
 
-    fn service_console(&mut self) -> Result<(), VmmError> {
+    fn service_console(&mut self) {
         let mut notify = false;
         match rings::consume(
             &*self.mem,
@@ -227,8 +236,18 @@ impl State {
             usize::MAX,
         ) {
             Ok(out) if !out.is_empty() => {
-                self.output.write_all(&out).map_err(VmmError::Console)?;
-                self.output.flush().map_err(VmmError::Console)?;
+                // The ring is consumed even when the terminal is gone, so
+                // the guest never stalls on a full console.
+                if self.console_error.is_none() {
+                    if let Err(e) = self
+                        .output
+                        .write_all(&out)
+                        .and_then(|()| self.output.flush())
+                    {
+                        tracing::warn!("console output failed: {e}; discarding further output");
+                        self.console_error = Some(e);
+                    }
+                }
                 notify = true;
             }
             Ok(_) => {}
@@ -252,7 +271,6 @@ impl State {
         if notify {
             self.notify(self.console_port);
         }
-        Ok(())
     }
 
     fn console_broken(&mut self, e: RingError) {

@@ -48,9 +48,6 @@ pub enum VmmError {
         data: Vec<u64>,
         rip: u64,
     },
-    /// The guest triple-faulted (`KVM_EXIT_SHUTDOWN`).
-    #[error("vCPU {vcpu}: guest triple fault (KVM_EXIT_SHUTDOWN) at rip {rip:#x}")]
-    TripleFault { vcpu: u32, rip: u64 },
     /// VM entry failed (`KVM_EXIT_FAIL_ENTRY`).
     #[error("vCPU {vcpu}: VM entry failed, hardware reason {reason:#x}")]
     FailEntry { vcpu: u32, reason: u64 },

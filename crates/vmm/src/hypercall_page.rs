@@ -17,11 +17,17 @@
 
 /// Bytes per stub.
 pub const STUB_SIZE: usize = 32;
+/// `__HYPERVISOR_iret`: Xen gives HVM guests `ud2` there instead of a stub.
+pub const HYPERVISOR_IRET: usize = 23;
 
 /// Builds the hypercall page for the private 8-bit `port`.
 pub fn build(port: u8) -> [u8; 4096] {
     let mut page = [0xcc_u8; 4096]; // int3 padding, as Xen
     for (nr, stub) in page.chunks_mut(STUB_SIZE).enumerate() {
+        if nr == HYPERVISOR_IRET {
+            stub[..2].copy_from_slice(&[0x0f, 0x0b]);
+            continue;
+        }
         stub[0] = 0xb8;
         stub[1..5].copy_from_slice(&(nr as u32).to_le_bytes());
         stub[5] = 0xe7;
@@ -43,6 +49,9 @@ mod tests {
             assert_eq!(s[0], 0xb8);
             assert_eq!(u32::from_le_bytes([s[1], s[2], s[3], s[4]]) as usize, nr);
             assert_eq!(&s[5..8], &[0xe7, 0x5f, 0xc3]);
+            assert!(s[8..].iter().all(|&b| b == 0xcc));
         }
+        let iret = &p[HYPERVISOR_IRET * STUB_SIZE..][..STUB_SIZE];
+        assert_eq!(&iret[..3], &[0x0f, 0x0b, 0xcc], "ud2 like Xen's HVM page");
     }
 }

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub mod acpi;
+pub mod control;
 pub mod cpuid;
 pub mod e820;
 pub mod elf;
@@ -25,11 +26,14 @@ pub mod vcpu;
 pub mod xenstore_nodes;
 
 mod backends;
+mod devices;
 mod platform;
 mod run;
 
+pub use devices::DiskSpec;
 pub use error::VmmError;
-pub use run::{run_domain, run_domain_with_store};
+pub use control::{CoreDump, DomainControl, Ended, MemoryRange, VcpuRegisters};
+pub use run::{run_domain, run_domain_controlled, run_domain_with_store};
 
 /// How the guest's timers behave when it is descheduled (`timer_mode`,
 /// xl.cfg(5)); handed to xen-emu for `HVM_PARAM_TIMER_MODE`.
@@ -93,6 +97,8 @@ pub struct VmConfig {
     pub max_event_channels: u32,
     /// `xen_evtchn_max_pirq` (default 256).
     pub max_pirq: u32,
+    /// PV block devices (`disk=`), served by `xen-backends`.
+    pub disks: Vec<DiskSpec>,
 }
 
 impl VmConfig {
@@ -118,6 +124,7 @@ impl VmConfig {
             max_grant_frames: 64,
             max_event_channels: 1023,
             max_pirq: 256,
+            disks: Vec::new(),
         }
     }
 }

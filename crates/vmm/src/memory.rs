@@ -183,6 +183,16 @@ impl DomainMemory {
         Ok(())
     }
 
+    /// Where the guest currently sees overlay `page` (e.g. a grant frame,
+    /// for the PV backends to find grant entries), if it placed it.
+    pub fn overlay_gfn(&self, page: SpecialPage) -> Option<u64> {
+        let overlays = self.overlays.read().unwrap_or_else(|e| e.into_inner());
+        overlays
+            .iter()
+            .find(|o| o.page == page)
+            .and_then(|o| o.placed.map(|(g, _)| g))
+    }
+
     /// Places overlay `page` at `gfn` (allocating it on first use), replacing
     /// whatever the guest saw there. See [`xen_emu::platform::Platform::map_special_page`].
     pub fn map_overlay(&self, page: SpecialPage, gfn: u64) -> Result<(), MapError> {

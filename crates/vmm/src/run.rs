@@ -18,6 +18,7 @@ use crate::platform::{KvmPlatform, Shared};
 use crate::start_info::Module;
 use crate::vcpu::{TrapPath, Vcpu};
 use crate::{acpi, e820, elf, kvm_xen, layout, start_info};
+use crate::control::{DomainControl, Ended, MemoryRange};
 use crate::{ConsoleIo, DomainExit, RunOutcome, RunStats, VmConfig, VmmError};
 
 const KVM_CAP_XEN_HVM: u64 = 38;
@@ -87,12 +88,17 @@ fn read_file(path: &std::path::Path) -> Result<Vec<u8>, VmmError> {
 fn setup_trap_path(kvm: &Kvm, vm: &VmFd, hypercall_msr: u32) -> Result<TrapPath, VmmError> {
     let xen_caps = vm.check_extension_raw(KVM_CAP_XEN_HVM);
     if xen_caps > 0 && (xen_caps as u32) & kvm_bindings::KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL != 0 {
-        kvm_xen::hvm_config(vm, &kvm_xen::intercept_config(hypercall_msr))
-            .map_err(VmmError::kvm("KVM_XEN_HVM_CONFIG"))?;
-        tracing::info!(
-            "hypercalls: in-kernel intercept (KVM_CAP_XEN_HVM {xen_caps:#x}), KVM_EXIT_XEN"
-        );
-        return Ok(TrapPath::KvmXen);
+        match kvm_xen::hvm_config(vm, &kvm_xen::intercept_config(hypercall_msr)) {
+            Ok(()) => {
+                tracing::info!(
+                    "hypercalls: in-kernel intercept (KVM_CAP_XEN_HVM {xen_caps:#x}), KVM_EXIT_XEN"
+                );
+                return Ok(TrapPath::KvmXen);
+            }
+            Err(e) => tracing::warn!(
+                "KVM_XEN_HVM_CONFIG failed ({e}); falling back to the hypercall page path"
+            ),
+        }
     }
     if kvm.check_extension_raw(u64::from(KVM_CAP_X86_USER_SPACE_MSR)) <= 0 {
         return Err(VmmError::MissingCapability(
@@ -146,6 +152,31 @@ pub fn run_domain_with_store(
     console: ConsoleIo,
     store: Arc<xenstore::Engine>,
 ) -> Result<RunOutcome, VmmError> {
+    match run_inner(config, console, store, None)? {
+        Ended::Shutdown(outcome) => Ok(outcome),
+        Ended::Destroyed { .. } => Err(VmmError::Thread(
+            "domain destroyed without a control handle".into(),
+        )),
+    }
+}
+
+/// [`run_domain_with_store`] under the toolstack's `control` (pause,
+/// destroy, forced shutdown, live log, core dump; see [`DomainControl`]).
+pub fn run_domain_controlled(
+    config: VmConfig,
+    console: ConsoleIo,
+    store: Arc<xenstore::Engine>,
+    control: &DomainControl,
+) -> Result<Ended, VmmError> {
+    run_inner(config, console, store, Some(control))
+}
+
+fn run_inner(
+    config: VmConfig,
+    console: ConsoleIo,
+    store: Arc<xenstore::Engine>,
+    control: Option<&DomainControl>,
+) -> Result<Ended, VmmError> {
     let started = Instant::now();
     check_config(&config)?;
     let kernel = read_file(&config.kernel)?;
@@ -263,8 +294,17 @@ pub fn run_domain_with_store(
         timer_mode: config.timer_mode as u64,
         ..DomainConfig::default()
     };
-    let domain = Arc::new(Domain::new(dcfg, mem.clone(), platform.clone()));
+    let domain = Domain::new(dcfg, mem.clone(), platform.clone());
+    let xs = store.clone();
     let backends = Backends::start(&config, domain.clone(), mem.clone(), store, console)?;
+    // PV devices (disk=) after the domain's own nodes exist.
+    let devices = match crate::devices::Devices::start(&config, domain.clone(), mem.clone(), &xs) {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = backends.stop();
+            return Err(e);
+        }
+    };
 
     // vCPUs: the boot vCPU starts at the PVH entry; with an in-kernel LAPIC
     // the others wait in KVM for INIT/SIPI (KVM's boot CPU is id 0). One
@@ -282,6 +322,11 @@ pub fn run_domain_with_store(
             config.vcpus
         );
     }
+    if let Some(c) = control {
+        c.attach(shared.clone(), domain.clone(), online);
+    }
+    // Detaches the control handle however this function returns.
+    let _detach = DetachOnDrop(control);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let mut handles = Vec::new();
     let mut spawn_error = None;
@@ -304,6 +349,9 @@ pub fn run_domain_with_store(
             .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
         fd.set_cpuid2(&cpuid)
             .map_err(VmmError::kvm("KVM_SET_CPUID2"))?;
+        if !config.apic {
+            crate::vcpu::disable_lapic(&fd, id == 0)?;
+        }
         if id == 0 {
             crate::vcpu::set_pvh_entry_state(&fd, boot.entry, boot.start_info)?;
         }
@@ -318,6 +366,7 @@ pub fn run_domain_with_store(
             hypercall_msr,
             sync_regs,
             stats: Default::default(),
+            control: control.cloned(),
         };
         let done = done_tx.clone();
         let spawned = std::thread::Builder::new()
@@ -347,6 +396,9 @@ pub fn run_domain_with_store(
     }
     shared.request_stop();
     domain.wake_all();
+    if let Some(c) = control {
+        c.notify();
+    }
     let mut finished = 1;
     while finished < handles.len() {
         match done_rx.recv_timeout(std::time::Duration::from_millis(10)) {
@@ -354,9 +406,15 @@ pub fn run_domain_with_store(
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 shared.request_stop();
                 domain.wake_all();
+                if let Some(c) = control {
+                    c.notify();
+                }
             }
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
+    }
+    if let Some(d) = devices {
+        d.stop();
     }
     let console_result = backends.stop();
     let mut bsp = None;
@@ -378,18 +436,26 @@ pub fn run_domain_with_store(
     console_result?;
     let (first_entry, stats) = bsp.ok_or_else(|| VmmError::Thread("no boot vCPU".into()))?;
 
-    let reason = shared
-        .shutdown
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .ok_or_else(|| VmmError::Thread("vCPU stopped without a shutdown request".into()))?;
+    let reason = *shared.shutdown.lock().unwrap_or_else(|e| e.into_inner());
     let hypervisor_log = std::mem::take(
         &mut *shared
             .hypervisor_log
             .lock()
             .unwrap_or_else(|e| e.into_inner()),
     );
-    Ok(RunOutcome {
+    let reason = match (reason, control) {
+        (Some(r), _) => r,
+        (None, Some(c)) if c.is_destroyed() => return Ok(Ended::Destroyed { hypervisor_log }),
+        (None, _) => {
+            return Err(VmmError::Thread(
+                "vCPU stopped without a shutdown request".into(),
+            ))
+        }
+    };
+    if let Some(c) = control.filter(|c| c.wants_dump(exit_of(reason))) {
+        c.record_dump(snapshot_memory(&mem)?);
+    }
+    Ok(Ended::Shutdown(RunOutcome {
         exit: exit_of(reason),
         hypervisor_log,
         stats: RunStats {
@@ -398,7 +464,37 @@ pub fn run_domain_with_store(
             hypercalls: stats.hypercalls,
             hypercall_service_ns: stats.hypercall_service_ns,
         },
-    })
+    }))
+}
+
+/// Clears the control handle's view of this run when `run_inner` returns.
+struct DetachOnDrop<'a>(Option<&'a DomainControl>);
+
+impl Drop for DetachOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.0 {
+            c.detach();
+        }
+    }
+}
+
+/// A copy of every guest RAM region, for a core dump.
+fn snapshot_memory(mem: &DomainMemory) -> Result<Vec<MemoryRange>, VmmError> {
+    use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryRegion};
+    let mut out = Vec::new();
+    for region in mem.ram().iter() {
+        let len = usize::try_from(region.len())
+            .map_err(|_| VmmError::Memory("guest region too large to dump".into()))?;
+        let mut data = vec![0u8; len];
+        mem.ram()
+            .read_slice(&mut data, region.start_addr())
+            .map_err(|e| VmmError::Memory(format!("reading guest memory for a core dump: {e}")))?;
+        out.push(MemoryRange {
+            gpa: region.start_addr().0,
+            data,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -128,6 +128,35 @@ pub fn set_pvh_entry_state(fd: &VcpuFd, entry: u32, start_info: u32) -> Result<(
     Ok(())
 }
 
+/// `IA32_APIC_BASE`.
+const MSR_IA32_APICBASE: u32 = 0x1b;
+const APICBASE_BSP: u64 = 1 << 8;
+
+/// For `apic = 0`: marks the vCPU's local APIC disabled in
+/// `IA32_APIC_BASE`. KVM derives CPUID.1:EDX.APIC from that MSR's enable
+/// bit at run time, so clearing the bit in the CPUID table alone is not
+/// enough.
+pub fn disable_lapic(fd: &VcpuFd, bsp: bool) -> Result<(), VmmError> {
+    let value = crate::layout::LAPIC_BASE | if bsp { APICBASE_BSP } else { 0 };
+    let entry = kvm_msr_entry {
+        index: MSR_IA32_APICBASE,
+        data: value,
+        ..Default::default()
+    };
+    let msrs =
+        Msrs::from_entries(&[entry]).map_err(|e| VmmError::Config(format!("MSR list: {e:?}")))?;
+    match fd.set_msrs(&msrs) {
+        Ok(1) => Ok(()),
+        Ok(_) => Err(VmmError::Config(
+            "KVM refused to disable the local APIC (IA32_APIC_BASE)".into(),
+        )),
+        Err(e) => Err(VmmError::Kvm {
+            what: "KVM_SET_MSRS(IA32_APIC_BASE)",
+            source: e,
+        }),
+    }
+}
+
 /// The calling vCPU as xen-emu sees it during one hypercall.
 struct HypercallCtx<'a> {
     id: u32,
@@ -183,6 +212,8 @@ pub(crate) struct Vcpu {
     pub hypercall_msr: u32,
     pub sync_regs: bool,
     pub stats: VcpuStats,
+    /// The toolstack's pause/destroy handle, if any.
+    pub control: Option<crate::control::DomainControl>,
 }
 
 impl Vcpu {
@@ -248,6 +279,9 @@ impl Vcpu {
             *slot = Some(me);
         }
         let result = self.run_loop(started, first_entry);
+        if result.is_ok() {
+            self.save_final_state();
+        }
         if let Some(slot) = self
             .shared
             .threads
@@ -272,6 +306,13 @@ impl Vcpu {
         loop {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Ok(());
+            }
+            if let Some(control) = self.control.clone() {
+                if control.should_park() {
+                    self.complete_pending_exit()?;
+                    control.park(&self.shared.stop);
+                    continue;
+                }
             }
             self.apply_pending_msrs()?;
             if first_entry.is_none() {
@@ -300,6 +341,47 @@ impl Vcpu {
         }
     }
 
+    /// Re-enters KVM once with `immediate_exit` so that an exit we already
+    /// serviced (an `in` result, a hypercall's rax) is completed before
+    /// the vCPU parks or its state is read.
+    fn complete_pending_exit(&mut self) -> Result<(), VmmError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let r = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match r {
+            Ok(()) => {
+                // KVM ran to a new exit before seeing the flag: service it
+                // so the guest does not lose it.
+                let exit = exit::decode(self.run_area());
+                self.handle(exit)
+            }
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => Ok(()),
+            Err(e) => Err(VmmError::Kvm {
+                what: "KVM_RUN (immediate_exit)",
+                source: e,
+            }),
+        }
+    }
+
+    /// Records the vCPU's registers for a core dump when the domain stops.
+    fn save_final_state(&mut self) {
+        let Some(control) = self.control.clone() else {
+            return;
+        };
+        if let Err(e) = self.complete_pending_exit() {
+            tracing::debug!("vCPU {}: completing the last exit: {e}", self.id);
+        }
+        match (self.fd.get_regs(), self.fd.get_sregs()) {
+            (Ok(r), Ok(s)) => control.save_registers(
+                self.id,
+                crate::control::VcpuRegisters::from_kvm(&r, &s),
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!("vCPU {}: reading registers for a core dump: {e}", self.id)
+            }
+        }
+    }
+
     fn rip(&self) -> u64 {
         if self.sync_regs {
             self.fd.sync_regs().regs.rip
@@ -318,8 +400,11 @@ impl Vcpu {
                 data,
                 ..
             } if port == u16::from(layout::HYPERCALL_PORT) && self.path == TrapPath::PortIo => {
-                let nr = u64::from(u32::from_le_bytes([data[0], data[1], data[2], data[3]]));
-                self.port_hypercall(nr)
+                let mut nr = [0u8; 4];
+                if let Some(d) = data.get(..4) {
+                    nr.copy_from_slice(d);
+                }
+                self.port_hypercall(u64::from(u32::from_le_bytes(nr)))
             }
             Exit::Io {
                 port,
@@ -385,10 +470,13 @@ impl Vcpu {
                 Ok(())
             }
             Exit::Intr => Ok(()),
-            Exit::Shutdown => Err(VmmError::TripleFault {
-                vcpu: id,
-                rip: self.rip(),
-            }),
+            Exit::Shutdown => {
+                // Not a VMM failure: Xen turns a guest's triple fault into a
+                // domain shutdown (reboot by default), so on_reboot decides.
+                tracing::warn!("vCPU {id}: triple fault at rip {:#x}", self.rip());
+                self.domain.triple_fault(id);
+                Ok(())
+            }
             Exit::InternalError { suberror, data } => Err(VmmError::InternalError {
                 vcpu: id,
                 suberror,

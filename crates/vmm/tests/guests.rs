@@ -92,7 +92,7 @@ impl Run {
         );
     }
 
-    /// Asserts `XKVM-TEST <name>: PASS` in the log and a poweroff.
+    /// Asserts the guest's verdict line in the log is `XKVM-TEST <name>: PASS`.
     fn assert_pass(&self, name: &str) {
         let pass = format!("XKVM-TEST {name}: PASS");
         let verdict = self
@@ -288,6 +288,35 @@ fn startinfo_carries_cmdline_modules_memmap_and_acpi_madt() {
     assert_eq!(run.value("madt lapics"), "3 enabled 2", "{}", run.report());
 }
 
+#[test]
+fn memory_beyond_the_mmio_hole_lands_above_4gib() {
+    if !kvm_usable("startinfo") {
+        return;
+    }
+    let mut cfg = config("startinfo");
+    cfg.memory_mib = 4352;
+    cfg.max_memory_mib = 4352;
+    let run = boot("startinfo", cfg, None);
+    run.assert_exit(DomainExit::Poweroff);
+    run.assert_pass("startinfo");
+    // A PVH domain has no device model, so libxl starts the MMIO hole at the
+    // lowest of the special pages, the LAPIC and the ACPI tables
+    // (ACPI_INFO_PHYSICAL_ADDRESS, 0xFC000000).
+    assert_eq!(run.hex("ram below 4G"), 0xFC00_0000, "{}", run.report());
+    assert_eq!(
+        run.hex("ram above 4G"),
+        (4352 << 20) - 0xFC00_0000,
+        "{}",
+        run.report()
+    );
+    assert!(
+        run.values("memmap")
+            .any(|l| l.ends_with("addr 0x100000000 size 0x14000000 type 1")),
+        "no RAM entry at 4 GiB\n{}",
+        run.report()
+    );
+}
+
 // ---- CPUID ----
 
 /// The Xen leaves the `cpuid` guest printed: leaf -> [eax, ebx, ecx, edx].
@@ -439,6 +468,49 @@ fn cpuid_viridian_moves_xen_leaves_to_0x40000100() {
     );
 }
 
+#[test]
+fn apic_0_removes_the_lapic_from_cpuid() {
+    if !kvm_usable("apic") {
+        return;
+    }
+    for (apic, cpuid_says) in [(true, "present"), (false, "absent")] {
+        let mut cfg = config("cpuid");
+        cfg.apic = apic;
+        let run = boot("cpuid", cfg, None);
+        run.assert_exit(DomainExit::Poweroff);
+        run.assert_pass("cpuid");
+        assert_eq!(
+            run.value("apic"),
+            cpuid_says,
+            "CPUID 1 EDX.APIC with apic={apic}\n{}",
+            run.report()
+        );
+    }
+}
+
+#[test]
+fn apic_0_removes_the_madt() {
+    if !kvm_usable("apic") {
+        return;
+    }
+    for apic in [true, false] {
+        let mut cfg = config("startinfo");
+        cfg.apic = apic;
+        let run = boot("startinfo", cfg, None);
+        run.assert_exit(DomainExit::Poweroff);
+        run.assert_pass("startinfo");
+        if apic {
+            assert_eq!(run.value("madt lapics"), "1 enabled 1", "{}", run.report());
+        } else {
+            assert!(
+                run.log.lines().any(|l| l == "madt none"),
+                "a MADT with apic=0\n{}",
+                run.report()
+            );
+        }
+    }
+}
+
 // ---- hypercalls ----
 
 fn hypercalls(name: &str) {
@@ -508,6 +580,19 @@ fn shutdown_reasons_map_to_domain_exits() {
         assert!(run.log.contains(&format!("({reason})")), "{}", run.report());
         run.assert_exit(want);
     }
+}
+
+#[test]
+fn a_triple_fault_is_the_reboot_xen_makes_of_it() {
+    if !kvm_usable("fault") {
+        return;
+    }
+    let run = boot("fault", config("fault"), None);
+    // Xen: hvm_triple_fault() shuts the domain down with
+    // HVM_PARAM_TRIPLE_FAULT_REASON, which hvm_domain_initialise() sets to
+    // SHUTDOWN_reboot.
+    run.assert_exit(DomainExit::Reboot);
+    assert!(run.log.contains("fault: executing ud2"), "{}", run.report());
 }
 
 // ---- the console ring, both directions ----

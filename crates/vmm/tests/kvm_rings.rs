@@ -236,3 +236,40 @@ fn console_input_reaches_the_guest() {
     assert_eq!(outcome.exit, DomainExit::Poweroff);
     assert_eq!(outcome.hypervisor_log, b"abc");
 }
+
+struct Broken;
+impl Write for Broken {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn failing_console_output_is_reported_and_does_not_stall_the_guest() {
+    if !kvm_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = dir.path().join("kernel");
+    std::fs::write(
+        &kernel,
+        image(
+            false,
+            u64::from(BASE),
+            &guest(b"lost\n"),
+            0,
+            BASE,
+            NoteVia::ProgramHeader,
+        ),
+    )
+    .expect("write kernel");
+    let err = vmm::run_domain(
+        VmConfig::new("broken-console", &kernel),
+        ConsoleIo::output_only(Box::new(Broken)),
+    )
+    .expect_err("console failure must be reported");
+    assert!(matches!(err, vmm::VmmError::Console(_)), "{err}");
+}

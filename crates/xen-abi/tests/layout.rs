@@ -693,7 +693,11 @@ fn compile(include: &Path, src: &str, bits: u32, dir: &Path) -> Result<Vec<u64>,
     let mut vals = Vec::new();
     for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if let Some(v) = line.strip_prefix(".long") {
-            vals.push(v.trim().parse::<i64>().map_err(|e| format!("{line}: {e}"))? as u32 as u64);
+            vals.push(
+                v.trim()
+                    .parse::<i64>()
+                    .map_err(|e| format!("{line}: {e}"))? as u32 as u64,
+            );
         } else if let Some(n) = line.strip_prefix(".zero") {
             let n: usize = n.trim().parse().map_err(|e| format!("{line}: {e}"))?;
             vals.extend(std::iter::repeat_n(0, n / 4));

@@ -33,6 +33,13 @@ impl Parker {
         self.cv.notify_all();
     }
 
+    /// Forgets a wake-up that arrived before the caller started to block
+    /// (a stale event must not end a new `SCHEDOP_block` at once). Events
+    /// after this call still wake the next [`Self::park`].
+    pub fn clear(&self) {
+        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    }
+
     /// Sleeps until `ready()` holds, a wake arrives or `deadline` passes.
     /// `ready` is evaluated under the parker's lock, so a waker that makes
     /// it true and then calls [`Self::wake`] is never missed.

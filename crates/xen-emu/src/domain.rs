@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use xen_abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
 use xen_abi::hvm::params as hp;
@@ -118,6 +118,11 @@ pub(crate) struct State {
     pub shutdown_code: Option<u32>,
     /// Ports raised before shared_info existed; replayed when it is mapped.
     pub early_pending: Vec<(Port, u32)>,
+    /// Pages the domain holds (`d->tot_pages`): starts at `current_pages`,
+    /// moved by the reservation calls.
+    pub tot_pages: u64,
+    /// RAM frames the guest gave back (`XENMEM_decrease_reservation`).
+    pub ballooned: std::collections::BTreeSet<u64>,
 }
 
 impl State {
@@ -170,9 +175,34 @@ impl State {
                 gsi: via as u32,
                 level: true,
             }),
+            // PCI INTx of the platform device: Xen routes it through the
+            // fixed PCI-ISA link swizzle to a GSI (hvm_pci_intx_gsi).
+            hp::HVM_PARAM_CALLBACK_TYPE_PCI_INTX if vcpu == 0 => {
+                // Domain = val[47:32], Bus = val[31:16], DevFn = val[15:8].
+                let dev = ((via >> 11) & 31) as u32;
+                let intx = (via & 3) as u32;
+                Some(Upcall::Gsi {
+                    gsi: pci_intx_gsi(dev, intx),
+                    level: true,
+                })
+            }
             _ => None,
         }
     }
+
+    /// `is_hvm_pv_evtchn_domain`: upcalls arrive through a vector (the
+    /// domain-wide callback or vCPU 0's own vector).
+    pub fn callback_is_vector(&self) -> bool {
+        let via = self.params.get_raw(hp::HVM_PARAM_CALLBACK_IRQ).unwrap_or(0);
+        (via != 0 && via >> hp::HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT == hp::HVM_PARAM_CALLBACK_TYPE_VECTOR)
+            || self.upcall_vector.first().is_some_and(|v| v.is_some())
+    }
+}
+
+/// Xen's `hvm_pci_intx_gsi`: the GSI PCI device `dev`'s pin `intx` (0 = A)
+/// is wired to on an HVM guest's virtual chipset.
+pub fn pci_intx_gsi(dev: u32, intx: u32) -> u32 {
+    (((dev << 2) + (dev >> 3) + intx) & 31) + 16
 }
 
 /// A Xen domain as the hypervisor sees it. Shared by all vCPU threads and
@@ -183,26 +213,57 @@ pub struct Domain {
     pub(crate) platform: Arc<dyn Platform>,
     pub(crate) state: Mutex<State>,
     pub(crate) evtchn: Mutex<EvtchnTable>,
+    /// Grant entries the backend (or the guest's own copies) hold pinned.
+    pub(crate) active: Mutex<crate::gnttab::active::ActiveGrants>,
     pub(crate) parkers: Vec<Parker>,
     /// vCPUs inside `SCHEDOP_poll` (woken by any event, as Xen's poll_mask).
     pub(crate) polling: Vec<AtomicBool>,
     /// `(hypercall, sub-op)` pairs already reported as unimplemented.
     warned: Mutex<HashSet<(u64, u64)>>,
+    /// This domain, for the timer thread (never upgraded while locked).
+    pub(crate) me: Weak<Domain>,
+    /// Singleshot and periodic timers (`VIRQ_TIMER`).
+    pub(crate) timers: Arc<crate::timer::Timers>,
+    /// Per-vCPU state beyond event channels: runstate, areas, up/down.
+    pub(crate) vcpus: Vec<Mutex<crate::vcpu::VcpuState>>,
+    /// PIRQs of an HVM guest with `has_pirq`.
+    pub(crate) pirqs: Mutex<crate::pirq::PirqTable>,
+}
+
+impl Drop for Domain {
+    fn drop(&mut self) {
+        self.timers.shutdown();
+    }
 }
 
 impl Domain {
     /// Creates the domain's hypervisor state. HVM params that the
     /// toolstack presets from config (timer mode) are set here; the store
     /// and console ones with [`Domain::set_hvm_param`] once the VMM knows
-    /// them.
+    /// them. Returned in an `Arc` because the domain's timers hold a weak
+    /// reference to it.
     pub fn new(
         config: DomainConfig,
         mem: Arc<dyn GuestMemory>,
         platform: Arc<dyn Platform>,
+    ) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self::build(config, mem, platform, me.clone()))
+    }
+
+    fn build(
+        config: DomainConfig,
+        mem: Arc<dyn GuestMemory>,
+        platform: Arc<dyn Platform>,
+        me: Weak<Domain>,
     ) -> Self {
         let n = config.max_vcpus.max(1) as usize;
         let mut params = HvmParams::new();
         let _ = params.preset(hp::HVM_PARAM_TIMER_MODE, config.timer_mode);
+        // hvm_domain_initialise: a triple fault reboots unless changed.
+        let _ = params.preset(
+            hp::HVM_PARAM_TRIPLE_FAULT_REASON,
+            u64::from(xen_abi::sched::SHUTDOWN_REBOOT),
+        );
         let domid = config.domid as u16;
         let state = State {
             params,
@@ -214,9 +275,18 @@ impl Domain {
             e820: config.memory_map.clone(),
             shutdown_code: None,
             early_pending: Vec::new(),
+            tot_pages: config.current_pages,
+            ballooned: Default::default(),
         };
         let evtchn = EvtchnTable::new(domid, config.max_event_channels, n as u32);
+        let pirqs = crate::pirq::PirqTable::new(config.max_pirq);
         Self {
+            me,
+            timers: crate::timer::Timers::new(n as u32),
+            vcpus: (0..n)
+                .map(|i| Mutex::new(crate::vcpu::VcpuState::new(i == 0)))
+                .collect(),
+            pirqs: Mutex::new(pirqs),
             parkers: (0..n).map(|_| Parker::default()).collect(),
             polling: (0..n).map(|_| AtomicBool::new(false)).collect(),
             config,
@@ -224,8 +294,19 @@ impl Domain {
             platform,
             state: Mutex::new(state),
             evtchn: Mutex::new(evtchn),
+            active: Mutex::new(Default::default()),
             warned: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Whether an upcall for `vcpu` is delivered by interrupt right now.
+    pub(crate) fn has_upcall_route(&self, vcpu: u32) -> bool {
+        self.state().upcall_route(vcpu).is_some()
+    }
+
+    /// `is_hvm_pv_evtchn_domain` (see [`State::callback_is_vector`]).
+    pub(crate) fn callback_is_vector(&self) -> bool {
+        self.state().callback_is_vector()
     }
 
     /// The configuration the domain was created with.
@@ -278,6 +359,18 @@ impl Domain {
             .params
             .preset(index, value)
             .map_err(|_| Error::BadParam(index))
+    }
+
+    /// A vCPU triple-faulted. As Xen's `hvm_triple_fault`, the domain shuts
+    /// down with `HVM_PARAM_TRIPLE_FAULT_REASON`, which is `SHUTDOWN_reboot`
+    /// unless the toolstack set it (`hvm_domain_initialise`).
+    pub fn triple_fault(&self, vcpu: u32) {
+        let reason = self
+            .hvm_param(hp::HVM_PARAM_TRIPLE_FAULT_REASON)
+            .unwrap_or(u64::from(xen_abi::sched::SHUTDOWN_REBOOT)) as u8;
+        tracing::warn!("vCPU {vcpu}: triple fault - invoking HVM shutdown action {reason}");
+        self.platform
+            .shutdown(crate::hypercall::sched_op::shutdown_reason(reason));
     }
 
     /// Toolstack read of an HVM parameter.
@@ -351,6 +444,38 @@ impl Domain {
             })
     }
 
+    /// The backend allocates a port of its own, unbound for the guest
+    /// (dom0's `EVTCHNOP_alloc_unbound(remote_dom = guest)`); the guest
+    /// binds it with `EVTCHNOP_bind_interdomain(backend_domid, returned
+    /// port)`. `handler` runs when the guest sends on its end; the guest's
+    /// port number is what the handler receives and what
+    /// [`Domain::backend_send`] takes (also [`Domain::backend_peer`]).
+    pub fn offer_backend_channel(&self, handler: EvtchnHandler) -> u32 {
+        let backend = self.config.backend_domid;
+        self.evtchns().offer_backend(backend, handler).0
+    }
+
+    /// The guest port bound to backend port `backend_port` (from
+    /// [`Domain::offer_backend_channel`]), once the guest has bound it.
+    pub fn backend_peer(&self, backend_port: u32) -> Option<u32> {
+        self.evtchns()
+            .backend_peer(crate::evtchn::BackendId(backend_port))
+            .map(|p| p.0)
+    }
+
+    /// The backend closes its end of guest port `port` (device
+    /// disconnect): the guest's port becomes unbound for the backend domain
+    /// again, and later guest sends on it are dropped, as in Xen.
+    pub fn backend_unbind(&self, port: u32) -> Result<(), Error> {
+        self.evtchns()
+            .unbind_backend(Port(port))
+            .map_err(|e| Error::Evtchn {
+                port,
+                what: "close",
+                errno: e.0,
+            })
+    }
+
     /// The backend notifies the guest on `port` (sets it pending and raises
     /// the upcall). Fails if the port is not bound to a backend (e.g. the
     /// guest closed it).
@@ -365,6 +490,29 @@ impl Domain {
             })?;
         self.deliver(d);
         Ok(())
+    }
+
+    /// Raises `virq` for `vcpu` (per-vCPU VIRQs such as `VIRQ_TIMER`; global
+    /// ones go to vCPU 0's binding): sets the bound port pending. Returns
+    /// `false` if the guest has not bound the VIRQ (Xen drops it then).
+    pub fn raise_virq(&self, vcpu: u32, virq: u32) -> bool {
+        let bound = {
+            let t = self.evtchns();
+            let owner = if crate::evtchn::virq_is_global(virq) {
+                0
+            } else {
+                vcpu
+            };
+            t.virq_port(owner, virq)
+                .and_then(|p| t.get(p).ok().map(|c| (p, c.vcpu)))
+        };
+        match bound {
+            Some((port, notify)) => {
+                self.set_pending(port, notify);
+                true
+            }
+            None => false,
+        }
     }
 
     // ---- vCPU blocking -------------------------------------------------

@@ -81,4 +81,21 @@ pub trait VcpuContext {
     fn cpl(&self) -> u8 {
         0
     }
+    /// Whether the vCPU had interrupts enabled (`RFLAGS.IF`) when it made
+    /// the call. Xen's `SCHEDOP_block`/`SCHEDOP_poll` only return at once
+    /// for a pending upcall the vCPU can take (`hvm_local_events_need_delivery`).
+    /// Default: enabled.
+    fn interrupts_enabled(&self) -> bool {
+        true
+    }
+    /// Offers to block the vCPU in the platform after this hypercall
+    /// returns (e.g. KVM's halted state), where any interrupt it can take
+    /// wakes it: the event-channel upcall, but also its local APIC timer
+    /// and IPIs, which xen-emu cannot see. Return `true` to accept; xen-emu
+    /// then returns from `SCHEDOP_block` at once instead of sleeping the
+    /// thread. Only offered while interrupts are enabled and the upcall is
+    /// delivered by interrupt. Default: declined.
+    fn block_in_platform(&mut self) -> bool {
+        false
+    }
 }

@@ -75,6 +75,19 @@ pub trait Platform: Send + Sync {
     fn kick(&self, vcpu: u32);
     /// Nanoseconds of the guest's system time (the same clock as its pvclock).
     fn system_time_ns(&self) -> u64;
+    /// `VCPUOP_up`: let `vcpu` run. `start` is the state from
+    /// `VCPUOP_initialise` on its first start; `None` resumes a vCPU that
+    /// `VCPUOP_down` stopped where it was. Returns `false` if the platform
+    /// cannot run that vCPU (then the guest gets `-EINVAL`).
+    fn vcpu_up(&self, vcpu: u32, start: Option<VcpuStart>) -> bool {
+        let _ = (vcpu, start);
+        false
+    }
+    /// `VCPUOP_down`: stop running `vcpu` (at its next exit, or now if it
+    /// is the caller) until [`Platform::vcpu_up`].
+    fn vcpu_down(&self, vcpu: u32) {
+        let _ = vcpu;
+    }
 }
 
 /// Why a special page could not be mapped.
@@ -83,4 +96,32 @@ pub enum MapError {
     /// The frame is beyond what the VMM can map (guest physical-address width).
     #[error("guest frame {0:#x} cannot hold a special page")]
     BadGfn(u64),
+}
+
+/// 32-bit segment state of a [`VcpuStart`] (`vcpu_hvm_x86_32`), in the
+/// order CS, DS, SS, ES, TR. `ar` is Xen's packed attribute format
+/// (type:4 s:1 dpl:2 p:1 avl:1 l:1 db:1 g:1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Segments32 {
+    pub base: [u32; 5],
+    pub limit: [u32; 5],
+    pub ar: [u16; 5],
+}
+
+/// The register state `VCPUOP_initialise` gives a vCPU (Xen's
+/// `vcpu_hvm_context`), validated by xen-emu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct VcpuStart {
+    /// `VCPU_HVM_MODE_64B`: flat 64-bit code/data segments, 32-bit TSS.
+    pub long_mode: bool,
+    /// rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi.
+    pub gprs: [u64; 8],
+    pub rip: u64,
+    pub rflags: u64,
+    pub cr0: u64,
+    pub cr3: u64,
+    pub cr4: u64,
+    pub efer: u64,
+    /// Segments of a 32-bit start (`None` for 64-bit).
+    pub segments: Option<Segments32>,
 }

@@ -27,7 +27,7 @@ pub struct FakeMemory {
     /// them live as long as `self`): index 0 shared_info, 1.. grant frames.
     specials: Box<[Page]>,
     /// gfn → index into `specials`.
-    placed: Mutex<HashMap<u64, usize>>,
+    placed: std::sync::RwLock<HashMap<u64, usize>>,
     /// Every access that succeeded: (gpa, len, write).
     log: Mutex<Vec<(Gpa, u64, bool)>>,
     /// Count of refused accesses.
@@ -45,7 +45,7 @@ impl FakeMemory {
             ram: (0..size / 8).map(|_| AtomicU64::new(0)).collect(),
             size,
             specials: (0..1 + grant_frames as usize).map(|_| new_page()).collect(),
-            placed: Mutex::new(HashMap::new()),
+            placed: std::sync::RwLock::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             refused: AtomicU64::new(0),
             logging: std::sync::atomic::AtomicBool::new(true),
@@ -70,7 +70,7 @@ impl FakeMemory {
         if idx >= self.specials.len() {
             return Err(MapError::BadGfn(gfn));
         }
-        let mut p = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.placed.write().unwrap_or_else(|e| e.into_inner());
         p.retain(|_, v| *v != idx);
         p.insert(gfn, idx);
         Ok(())
@@ -79,7 +79,7 @@ impl FakeMemory {
     /// Where `page` is, if placed.
     pub fn placed_at(&self, page: SpecialPage) -> Option<u64> {
         let idx = Self::special_index(page);
-        let p = self.placed.lock().unwrap_or_else(|e| e.into_inner());
+        let p = self.placed.read().unwrap_or_else(|e| e.into_inner());
         p.iter().find(|(_, v)| **v == idx).map(|(g, _)| *g)
     }
 
@@ -93,24 +93,65 @@ impl FakeMemory {
         self.word(gpa, len).is_ok()
     }
 
+    /// The 512 words of guest frame `gfn`: a placed special page, or RAM.
+    /// One lookup per page, so multi-byte accesses stay cheap.
+    fn page(&self, gfn: u64) -> Option<&[AtomicU64]> {
+        let placed = self.placed.read().unwrap_or_else(|e| e.into_inner());
+        if !placed.is_empty() {
+            if let Some(idx) = placed.get(&gfn) {
+                return Some(&self.specials[*idx][..]);
+            }
+        }
+        let start = gfn.checked_mul(PAGE)?;
+        if start.checked_add(PAGE)? <= self.size {
+            let w = (start / 8) as usize;
+            return Some(&self.ram[w..w + 512]);
+        }
+        None
+    }
+
     /// The 8-byte word holding `[gpa, gpa+len)` (which must not cross it).
     fn word(&self, gpa: Gpa, len: u64) -> Result<&AtomicU64, MemError> {
         let end = gpa.checked_add(len).ok_or(MemError::Unbacked(gpa))?;
         if len == 0 || (gpa / 8) != ((end - 1) / 8) {
             return Err(MemError::Misaligned(gpa));
         }
-        if let Some(idx) = self
-            .placed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(gpa / PAGE))
-        {
-            return Ok(&self.specials[*idx][((gpa % PAGE) / 8) as usize]);
+        let page = self.page(gpa / PAGE).ok_or(MemError::Unbacked(gpa))?;
+        Ok(&page[((gpa % PAGE) / 8) as usize])
+    }
+
+    /// Calls `f(byte_ref, index)` for each byte of `[gpa, gpa+len)`, after
+    /// checking the whole range is backed.
+    fn bytes(
+        &self,
+        gpa: Gpa,
+        len: usize,
+        mut f: impl FnMut(&AtomicU8, usize),
+    ) -> Result<(), MemError> {
+        let end = gpa.checked_add(len as u64).ok_or(MemError::Unbacked(gpa))?;
+        let mut pages = Vec::new();
+        let mut at = gpa;
+        while at < end {
+            let page = self
+                .page(at / PAGE)
+                .ok_or_else(|| self.refuse(MemError::Unbacked(at)))?;
+            let n = (PAGE - at % PAGE).min(end - at);
+            pages.push((at, n, page));
+            at += n;
         }
-        if end <= self.size {
-            return Ok(&self.ram[(gpa / 8) as usize]);
+        let mut i = 0usize;
+        for (start, n, page) in pages {
+            for a in start..start + n {
+                let w = &page[((a % PAGE) / 8) as usize];
+                let p = (w.as_ptr() as *mut u8).wrapping_add((a % 8) as usize);
+                // SAFETY: `p` is byte `a % 8` of the live `AtomicU64` `w`,
+                // which lives as long as `self`; a byte is always aligned
+                // and all accesses to this memory are atomic.
+                f(unsafe { &*(p as *const AtomicU8) }, i);
+                i += 1;
+            }
         }
-        Err(MemError::Unbacked(gpa))
+        Ok(())
     }
 
     fn record(&self, gpa: Gpa, len: u64, write: bool) {
@@ -126,10 +167,6 @@ impl FakeMemory {
     fn refuse(&self, e: MemError) -> MemError {
         self.refused.fetch_add(1, Ordering::Relaxed);
         e
-    }
-
-    fn byte(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
-        self.atomic_at::<AtomicU8>(gpa, 1)
     }
 
     fn atomic_at<T>(&self, gpa: Gpa, size: u64) -> Result<&T, MemError> {
@@ -168,23 +205,14 @@ impl FakeMemory {
 
 impl GuestMemory for FakeMemory {
     fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
-        for (i, b) in buf.iter_mut().enumerate() {
-            let a = gpa.checked_add(i as u64).ok_or(MemError::Unbacked(gpa))?;
-            *b = self.byte(a)?.load(Ordering::SeqCst);
-        }
+        self.bytes(gpa, buf.len(), |b, i| buf[i] = b.load(Ordering::SeqCst))?;
         self.record(gpa, buf.len() as u64, false);
         Ok(())
     }
 
     fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
-        // Check the whole range first: a refused write changes nothing.
-        for i in 0..data.len() as u64 {
-            let a = gpa.checked_add(i).ok_or(MemError::Unbacked(gpa))?;
-            self.byte(a)?;
-        }
-        for (i, b) in data.iter().enumerate() {
-            self.byte(gpa + i as u64)?.store(*b, Ordering::SeqCst);
-        }
+        // `bytes` checks the whole range first: a refused write changes nothing.
+        self.bytes(gpa, data.len(), |b, i| b.store(data[i], Ordering::SeqCst))?;
         self.record(gpa, data.len() as u64, true);
         Ok(())
     }
@@ -219,6 +247,12 @@ pub struct FakeVcpu {
     pub mode: GuestMode,
     pub cpl: u8,
     pub unmapped_from: u64,
+    /// `RFLAGS.IF` at the call.
+    pub interrupts: bool,
+    /// Accept [`VcpuContext::block_in_platform`].
+    pub halts: bool,
+    /// Set when a `SCHEDOP_block` was handed to the platform.
+    pub halted: bool,
 }
 
 impl FakeVcpu {
@@ -229,6 +263,9 @@ impl FakeVcpu {
             mode: GuestMode::Long64,
             cpl: 0,
             unmapped_from: u64::MAX,
+            interrupts: true,
+            halts: false,
+            halted: false,
         }
     }
     /// vCPU `id` in 32-bit protected mode.
@@ -238,6 +275,9 @@ impl FakeVcpu {
             mode: GuestMode::Protected32,
             cpl: 0,
             unmapped_from: u64::MAX,
+            interrupts: true,
+            halts: false,
+            halted: false,
         }
     }
 }
@@ -259,6 +299,13 @@ impl VcpuContext for FakeVcpu {
     fn cpl(&self) -> u8 {
         self.cpl
     }
+    fn interrupts_enabled(&self) -> bool {
+        self.interrupts
+    }
+    fn block_in_platform(&mut self) -> bool {
+        self.halted = self.halts;
+        self.halts
+    }
 }
 
 /// What [`FakePlatform`] was asked to do.
@@ -269,6 +316,8 @@ pub enum Event {
     Pvclock(u32, Gpa),
     Shutdown(ShutdownReason),
     Kick(u32),
+    VcpuUp(u32, Option<crate::platform::VcpuStart>),
+    VcpuDown(u32),
 }
 
 /// A platform that records every request; special pages go to a
@@ -280,6 +329,8 @@ pub struct FakePlatform {
     pub now_ns: AtomicU64,
     /// Frames at or above this cannot hold a special page.
     pub max_gfn: u64,
+    /// Whether [`Platform::vcpu_up`] succeeds.
+    pub can_start_vcpus: bool,
 }
 
 impl FakePlatform {
@@ -290,6 +341,7 @@ impl FakePlatform {
             console: Mutex::new(Vec::new()),
             now_ns: AtomicU64::new(1_000_000),
             max_gfn: 1 << 36,
+            can_start_vcpus: true,
         }
     }
 
@@ -349,5 +401,14 @@ impl Platform for FakePlatform {
     }
     fn system_time_ns(&self) -> u64 {
         self.now_ns.load(Ordering::SeqCst)
+    }
+    fn vcpu_up(&self, vcpu: u32, start: Option<crate::platform::VcpuStart>) -> bool {
+        if self.can_start_vcpus {
+            self.push(Event::VcpuUp(vcpu, start));
+        }
+        self.can_start_vcpus
+    }
+    fn vcpu_down(&self, vcpu: u32) {
+        self.push(Event::VcpuDown(vcpu));
     }
 }

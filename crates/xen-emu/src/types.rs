@@ -58,7 +58,20 @@ pub struct GrantRef(pub u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Gfn(pub u64);
 
+/// x86 physical addresses have at most 52 bits.
+pub const MAX_PADDR_BITS: u32 = 52;
+
 impl Gfn {
+    /// Parses a guest-supplied frame number: it must lie within the 52-bit
+    /// physical address space (so `gpa + offset` arithmetic cannot overflow).
+    pub fn parse(raw: u64) -> Result<Self, Errno> {
+        if raw >> (MAX_PADDR_BITS - xen_abi::PAGE_SHIFT) != 0 {
+            Err(Errno::EINVAL)
+        } else {
+            Ok(Gfn(raw))
+        }
+    }
+
     /// The guest-physical address of the frame's first byte, if it fits.
     pub fn gpa(self) -> Option<u64> {
         self.0.checked_mul(xen_abi::PAGE_SIZE as u64)

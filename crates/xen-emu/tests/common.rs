@@ -62,7 +62,7 @@ pub fn config() -> DomainConfig {
 pub fn h_with(cfg: DomainConfig, mode: GuestMode) -> H {
     let mem = Arc::new(FakeMemory::new(RAM, cfg.max_grant_frames));
     let plat = Arc::new(FakePlatform::new(mem.clone()));
-    let d = Arc::new(Domain::new(cfg, mem.clone(), plat.clone()));
+    let d = Domain::new(cfg, mem.clone(), plat.clone());
     let mut v = FakeVcpu::long64(0);
     v.mode = mode;
     v.unmapped_from = UNMAPPED;
@@ -73,8 +73,12 @@ pub fn h_with(cfg: DomainConfig, mode: GuestMode) -> H {
 pub fn h_small(mode: GuestMode) -> H {
     let cfg = config();
     let mem = Arc::new(FakeMemory::new(64 << 10, cfg.max_grant_frames));
-    let plat = Arc::new(FakePlatform::new(mem.clone()));
-    let d = Arc::new(Domain::new(cfg, mem.clone(), plat.clone()));
+    // Accept any frame, so xen-emu's own bounds are what is exercised.
+    let plat = Arc::new(FakePlatform {
+        max_gfn: u64::MAX,
+        ..FakePlatform::new(mem.clone())
+    });
+    let d = Domain::new(cfg, mem.clone(), plat.clone());
     let mut v = FakeVcpu::long64(0);
     v.mode = mode;
     v.unmapped_from = UNMAPPED;
@@ -99,4 +103,48 @@ impl H {
 
 pub fn neg(e: i64) -> i64 {
     -e
+}
+
+/// Where the core-services tests map shared_info.
+pub const SHINFO_GFN: u64 = 0x10000;
+pub const SHINFO: u64 = SHINFO_GFN << 12;
+
+/// `XENMEM_add_to_physmap(shared_info)` at [`SHINFO_GFN`] (64-bit caller).
+pub fn map_shinfo(t: &mut H) {
+    t.mem.put(
+        ARG,
+        &xen_abi::memory::XenAddToPhysmap {
+            domid: xen_abi::DOMID_SELF,
+            size: 0,
+            space: 0,
+            idx: 0,
+            gpfn: SHINFO_GFN,
+        },
+    );
+    assert_eq!(t.call(xen_abi::xen::HYPERVISOR_MEMORY_OP, &[7, ARG]), 0);
+}
+
+/// `HVM_PARAM_CALLBACK_IRQ` = vector.
+pub fn set_callback_vector(t: &mut H, vector: u64) {
+    use xen_abi::hvm::params::*;
+    t.mem.put(
+        ARG,
+        &xen_abi::hvm::hvm_op::XenHvmParam {
+            domid: xen_abi::DOMID_SELF,
+            pad: 0,
+            index: HVM_PARAM_CALLBACK_IRQ,
+            value: (HVM_PARAM_CALLBACK_TYPE_VECTOR << 56) | vector,
+        },
+    );
+    assert_eq!(t.call(xen_abi::xen::HYPERVISOR_HVM_OP, &[0, ARG]), 0);
+}
+
+/// Runs an event-channel op on `op` at [`ARG`]; returns (rax, op after).
+pub fn evtchn_op<T>(t: &mut H, cmd: u64, op: &T) -> (i64, T)
+where
+    T: zerocopy::IntoBytes + zerocopy::FromBytes + zerocopy::Immutable,
+{
+    t.mem.put(ARG, op);
+    let r = t.call(xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP, &[cmd, ARG]);
+    (r, t.mem.get(ARG))
 }

@@ -463,6 +463,31 @@ fn register_vcpu_info_errors() {
         },
     );
     assert_eq!(t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]), -EINVAL);
+    for offset in [4096 - 56, 4] {
+        t.mem.put(
+            ARG,
+            &VcpuRegisterVcpuInfo {
+                mfn: 5,
+                offset,
+                rsvd: 0,
+            },
+        );
+        assert_eq!(
+            t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]),
+            -EINVAL,
+            "offset {offset}"
+        );
+    }
+    // Nothing was registered by the failures: a good call still works.
+    t.mem.put(
+        ARG,
+        &VcpuRegisterVcpuInfo {
+            mfn: 5,
+            offset: 8,
+            rsvd: 0,
+        },
+    );
+    assert_eq!(t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]), 0);
     t.mem.put(
         ARG,
         &VcpuRegisterVcpuInfo {
@@ -471,10 +496,87 @@ fn register_vcpu_info_errors() {
             rsvd: 0,
         },
     );
-    assert_eq!(t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 1, ARG]), -EINVAL);
+    assert_eq!(
+        t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 0, ARG]),
+        -EINVAL,
+        "no RAM behind it"
+    );
     assert_eq!(t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 2, ARG]), -ENOENT);
     assert_eq!(
         t.call(VO, &[VCPUOP_REGISTER_VCPU_INFO, 0, UNMAPPED]),
         -EFAULT
     );
+}
+
+#[test]
+fn raised_virq_reaches_its_bound_port() {
+    let mut t = h();
+    map_shinfo(&mut t);
+    assert!(!t.d.raise_virq(1, 0), "unbound VIRQ is dropped");
+    t.mem.put(
+        ARG,
+        &EvtchnBindVirq {
+            virq: 0,
+            vcpu: 1,
+            port: 0,
+        },
+    );
+    assert_eq!(t.call(EO, &[EVTCHNOP_BIND_VIRQ, ARG]), 0);
+    let port = t.mem.get::<EvtchnBindVirq>(ARG).port;
+    assert!(t.d.raise_virq(1, 0));
+    let si: SharedInfo = t.mem.get(SHINFO);
+    assert_eq!(si.evtchn_pending[0], 1 << port);
+    assert_eq!(si.vcpu_info[1].evtchn_upcall_pending, 1);
+    assert_eq!(si.vcpu_info[0].evtchn_upcall_pending, 0);
+    assert_eq!(port_op(&mut t, EVTCHNOP_CLOSE, port), 0);
+    assert!(!t.d.raise_virq(1, 0), "closing unbinds the VIRQ");
+}
+
+#[test]
+fn guest_binds_port_the_backend_offered_and_backend_can_unbind() {
+    let mut t = h();
+    map_shinfo(&mut t);
+    set_callback_vector(&mut t, 0xf3);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let bport = t
+        .d
+        .offer_backend_channel(Arc::new(move |p: Port| s2.lock().unwrap().push(p.0)));
+    assert_eq!(t.d.backend_peer(bport), None);
+    let bind = |t: &mut H, dom: u16, port: u32| {
+        t.mem.put(
+            ARG,
+            &EvtchnBindInterdomain {
+                remote_dom: dom,
+                pad: 0,
+                remote_port: port,
+                local_port: 0,
+            },
+        );
+        let r = t.call(EO, &[EVTCHNOP_BIND_INTERDOMAIN, ARG]);
+        (r, t.mem.get::<EvtchnBindInterdomain>(ARG).local_port)
+    };
+    // Wrong backend port: not unbound for us.
+    assert_eq!(bind(&mut t, 0, bport + 100).0, -EINVAL);
+    let (r, lport) = bind(&mut t, 0, bport);
+    assert_eq!(r, 0);
+    assert_eq!(t.d.backend_peer(bport), Some(lport));
+    // Xen sets the new local port pending ("we may have lost notifications").
+    let si: SharedInfo = t.mem.get(SHINFO);
+    assert_eq!(si.evtchn_pending[0] & (1 << lport), 1 << lport);
+    let (_, s) = status(&mut t, lport);
+    assert_eq!((s.status, s.u0, s.u1), (EVTCHNSTAT_INTERDOMAIN, 0, bport));
+    assert_eq!(port_op(&mut t, EVTCHNOP_SEND, lport), 0);
+    assert_eq!(*seen.lock().unwrap(), vec![lport]);
+    // Offered ports are bound once.
+    assert_eq!(bind(&mut t, 0, bport).0, -EINVAL);
+    // The backend closes its end: the guest's port is unbound for dom0.
+    t.d.backend_unbind(lport).unwrap();
+    let (_, s) = status(&mut t, lport);
+    assert_eq!((s.status, s.u0), (EVTCHNSTAT_UNBOUND, 0));
+    assert_eq!(port_op(&mut t, EVTCHNOP_SEND, lport), 0, "dropped");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+    assert!(t.d.backend_send(lport).is_err());
+    // ...and the backend may bind it again (reconnect).
+    t.d.bind_backend_channel(lport, Arc::new(|_| {})).unwrap();
 }

@@ -63,7 +63,8 @@ proptest! {
                         (true, Some(lp)) => {
                             let (p, d) = r.unwrap();
                             prop_assert_eq!(p, Port(lp));
-                            prop_assert!(matches!(d, Delivery::Guest { port, .. } if port == Port(lp)));
+                            let hit = matches!(d, Delivery::Guest { port, .. } if port == Port(lp));
+                            prop_assert!(hit, "binding notifies the new port");
                             m.insert(lp, M::Loop(rp));
                             m.insert(rp, M::Loop(lp));
                         }
@@ -91,7 +92,8 @@ proptest! {
                         None => prop_assert!(r.is_err()),
                         Some(M::Unbound(_)) => prop_assert!(matches!(r, Ok(Delivery::Nothing))),
                         Some(M::Loop(o)) => {
-                            prop_assert!(matches!(r, Ok(Delivery::Guest { port, .. }) if port == Port(*o)))
+                            let hit = matches!(r, Ok(Delivery::Guest { port, .. }) if port == Port(*o));
+                            prop_assert!(hit, "send reaches the partner");
                         }
                     }
                 }

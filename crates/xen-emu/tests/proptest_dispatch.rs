@@ -17,7 +17,28 @@ fn arg() -> impl Strategy<Value = u64> {
         Just(UNMAPPED),
         Just(BEYOND_RAM),
         Just(xen_abi::DOMID_SELF as u64),
+        Just(u64::MAX >> 12),
+        Just((1u64 << 40) - 1),
         (0u64..(64 << 10)),
+        any::<u64>(),
+    ]
+}
+
+/// A sub-op: mostly the small numbers Xen uses.
+fn sub_op() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..14, 1 => any::<u64>()]
+}
+
+/// 64-bit words for argument structures: domids, pointers, huge frames.
+fn word() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        Just(0u64),
+        Just(1),
+        Just(5),
+        Just(xen_abi::DOMID_SELF as u64),
+        Just(BUF),
+        Just(u64::MAX >> 12),
+        Just(0x1_0000),
         any::<u64>(),
     ]
 }
@@ -42,12 +63,14 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 1000, .. ProptestConfig::default() })]
     #[test]
     fn random_calls_never_panic_or_escape_memory(
-        calls in prop::collection::vec((nr(), [arg(), arg(), arg(), arg(), arg()], any::<bool>(), prop::collection::vec(any::<u8>(), 64)), 1..8)
+        calls in prop::collection::vec((nr(), sub_op(), [arg(), arg(), arg(), arg()], any::<bool>(), prop::collection::vec(word(), 8)), 1..8)
     ) {
-        for (nr, args, compat, fill) in calls {
+        for (nr, sub, rest, compat, fill) in calls {
+            let args = [sub, rest[0], rest[1], rest[2], rest[3]];
             let mut t = h_small(if compat { GuestMode::Protected32 } else { GuestMode::Long64 });
             // Random argument structures at ARG.
             t.mem.put(ARG, &fill[..]);
+            t.mem.put(ARG + 64, &fill[..]);
             // Never block: SCHEDOP_block/poll would wait for an event.
             if (nr & 0xffff_ffff) == HYPERVISOR_SCHED_OP && matches!(args[0] & 0xffff_ffff, 1 | 3) {
                 continue;

@@ -229,17 +229,16 @@ impl Engine {
 
     /// [`Engine::feed`] then [`Engine::take_output`] under one lock (what
     /// a front end does for every batch of input). Processing stops once
-    /// `out` plus the queued output reach `max_output` bytes.
+    /// `max_new_output` bytes of new output are queued.
     pub fn exchange(
         &self,
         conn: ConnId,
         input: &[u8],
         out: &mut Vec<u8>,
-        max_output: usize,
+        max_new_output: usize,
     ) -> Result<usize, ProtocolError> {
         let mut s = self.lock();
-        let budget = max_output.saturating_sub(out.len());
-        let used = s.feed_locked(conn, input, budget)?;
+        let used = s.feed_locked(conn, input, max_new_output)?;
         if let Some(c) = s.conns.get_mut(&conn) {
             if out.is_empty() {
                 std::mem::swap(out, &mut c.out);
@@ -303,6 +302,18 @@ impl Engine {
         if fire {
             s.fire_special("@releaseDomain");
         }
+    }
+
+    /// How many bytes of replies may wait for `domid` before its requests
+    /// stop being processed: the `outstanding` quota, counted in
+    /// maximum-size messages (unlimited for dom0 and a 0 quota).
+    pub fn output_limit(&self, domid: DomId) -> usize {
+        let s = self.lock();
+        let q = s.caller(domid);
+        if q.privileged || q.quota.outstanding == 0 {
+            return usize::MAX;
+        }
+        q.quota.outstanding as usize * (HEADER_LEN + PAYLOAD_MAX)
     }
 
     /// Is `domid` introduced?

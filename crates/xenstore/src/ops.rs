@@ -187,10 +187,10 @@ fn create(
     // Link the topmost new node into the existing parent, then create the
     // chain downwards; each intermediate node links its one child.
     let top = missing.last().copied().unwrap_or(p);
-    let top_name: Box<str> = path::basename(top).into();
+    let top_name = path::basename(top);
     let mut linked = false;
     v.modify(&existing_parent, &mut |n| {
-        n.children.push(top_name.clone());
+        n.children.push(top_name);
         linked = true;
     });
     if !linked {
@@ -203,7 +203,7 @@ fn create(
             Node::new(perms.clone())
         };
         if i > 0 {
-            node.children.push(path::basename(missing[i - 1]).into());
+            node.children.push(path::basename(missing[i - 1]));
         }
         v.put(m, node);
     }
@@ -250,7 +250,7 @@ pub fn rm(v: &mut dyn Access, c: &Caller, p: &str, ev: &mut Vec<Event>) -> Resul
     }
     let name = path::basename(p);
     v.modify(path::parent(p), &mut |n| {
-        n.children.retain(|k| &**k != name)
+        n.children.remove(name);
     });
     check_txn_size(v, c)?;
     ev.push(Event {
@@ -273,10 +273,7 @@ pub fn directory(
     if n.children_len() > PAYLOAD_MAX {
         return Err(XsError::TooBig);
     }
-    for k in &n.children {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-    }
+    out.extend_from_slice(n.children.as_bytes());
     Ok(())
 }
 
@@ -294,11 +291,7 @@ pub fn directory_part(
     let n = v.get(p).ok_or(XsError::NoEnt)?;
     out.extend_from_slice(n.generation.to_string().as_bytes());
     out.push(0);
-    let mut list = Vec::with_capacity(n.children_len());
-    for k in &n.children {
-        list.extend_from_slice(k.as_bytes());
-        list.push(0);
-    }
+    let list = n.children.as_bytes();
     if off >= list.len() {
         out.push(0);
         return Ok(());

@@ -47,10 +47,9 @@ pub const ERROR_RINGIDX: u32 = 2;
 /// `XENSTORE_ERROR_PROTO`.
 pub const ERROR_PROTO: u32 = 3;
 
-/// Replies waiting for the guest beyond this stop request processing
-/// (the `outstanding` quota's job: a guest that never reads cannot make
-/// us buffer without bound).
-const OUTPUT_MAX: usize = 20 * (HEADER_LEN + PAYLOAD_MAX);
+/// Output buffered for a privileged ring (dom0 has no `outstanding`
+/// quota) is still bounded.
+const OUTPUT_MAX_PRIVILEGED: usize = 64 * (HEADER_LEN + PAYLOAD_MAX);
 
 /// Access to the shared page. Offsets are from the page start and always
 /// lie inside the 4 KiB `xenstore_domain_interface` page.
@@ -192,7 +191,19 @@ impl RingFrontend {
             return false;
         }
         let mut progress = false;
-        match self.read_requests(st) {
+        // A guest that never reads its replies cannot make us buffer
+        // without bound: past the `outstanding` quota we stop taking
+        // requests (they stay on its ring).
+        let limit = self
+            .engine
+            .output_limit(self.domid)
+            .min(OUTPUT_MAX_PRIVILEGED);
+        let throttled = st.output.len() - st.out_pos >= limit;
+        match if throttled {
+            Ok(0)
+        } else {
+            self.read_requests(st)
+        } {
             Ok(n) if n > 0 => {
                 progress = true;
                 *notify = true;
@@ -207,9 +218,10 @@ impl RingFrontend {
             st.output.clear();
             st.out_pos = 0;
         }
+        let budget = limit.saturating_sub(st.output.len() - st.out_pos);
         match self
             .engine
-            .exchange(self.conn, &st.input, &mut st.output, OUTPUT_MAX)
+            .exchange(self.conn, &st.input, &mut st.output, budget)
         {
             Ok(used) => {
                 if used > 0 {

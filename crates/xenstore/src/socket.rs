@@ -178,7 +178,14 @@ impl Epoll {
 /// recv(2) with flags, non-blocking.
 fn recv(stream: &UnixStream, buf: &mut [u8], flags: i32) -> io::Result<usize> {
     // SAFETY: buf is valid for buf.len() writable bytes.
-    let n = unsafe { libc::recv(stream.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags | libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            flags | libc::MSG_DONTWAIT,
+        )
+    };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -328,28 +335,21 @@ impl Loop {
     /// writes what it can; closes the client on EOF, error or protocol
     /// violation.
     fn pump(&mut self, token: u64, readable: bool) {
-        let Some(c) = self.clients.get_mut(&token) else { return };
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
         let mut eof = false;
-        let mut peeked = 0;
         if readable && c.pending_out() < OUTPUT_HIGH_WATER {
-            // Peek now, consume after replying: freeing the client's bytes
-            // wakes a client blocked in recv(); once our reply has woken
-            // it that wake-up is free, before it costs a cross-CPU one.
-            match recv(&c.stream, &mut self.buf, libc::MSG_PEEK) {
+            match recv(&c.stream, &mut self.buf, 0) {
                 Ok(0) => eof = true,
-                Ok(n) => {
-                    c.input.extend_from_slice(&self.buf[..n]);
-                    peeked = n;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                Ok(n) => c.input.extend_from_slice(&self.buf[..n]),
+                Err(e)
+                    if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => eof = true,
             }
         }
         let result = c.process(&self.engine);
         let write_ok = c.flush();
-        if peeked > 0 && recv(&c.stream, &mut self.buf[..peeked], 0).ok() != Some(peeked) {
-            eof = true;
-        }
         if let Err(e) = &result {
             tracing::warn!(token, "xenstore socket: closing client: {e}");
         }
@@ -357,7 +357,9 @@ impl Loop {
             self.close(token);
             return;
         }
-        let Some(c) = self.clients.get_mut(&token) else { return };
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
         let mut want = 0;
         if c.pending_out() < OUTPUT_HIGH_WATER {
             want |= libc::EPOLLIN as u32;
@@ -367,7 +369,9 @@ impl Loop {
         }
         if want != c.interest {
             c.interest = want;
-            let _ = self.epoll.ctl(libc::EPOLL_CTL_MOD, c.stream.as_raw_fd(), want, token);
+            let _ = self
+                .epoll
+                .ctl(libc::EPOLL_CTL_MOD, c.stream.as_raw_fd(), want, token);
         }
     }
 
@@ -392,7 +396,8 @@ impl Client {
             self.output.clear();
             self.out_pos = 0;
         }
-        let used = engine.exchange(self.conn, &self.input, &mut self.output, OUTPUT_HIGH_WATER)?;
+        let budget = OUTPUT_HIGH_WATER.saturating_sub(self.pending_out());
+        let used = engine.exchange(self.conn, &self.input, &mut self.output, budget)?;
         self.input.drain(..used);
         Ok(())
     }

@@ -15,7 +15,7 @@ pub struct Node {
     /// Owner and access list.
     pub perms: Perms,
     /// Child names, in creation order.
-    pub children: Vec<Box<str>>,
+    pub children: Children,
     /// Changes whenever the node is written (store-wide counter).
     pub generation: u64,
 }
@@ -26,7 +26,7 @@ impl Node {
         Node {
             value: Vec::new(),
             perms,
-            children: Vec::new(),
+            children: Children::default(),
             generation: 0,
         }
     }
@@ -39,11 +39,60 @@ impl Node {
 
     /// Bytes of the NUL-terminated child-name list.
     pub fn children_len(&self) -> usize {
-        self.children.iter().map(|c| c.len() + 1).sum()
+        self.children.as_bytes().len()
     }
 
     fn memory(&self, path: &str) -> usize {
         path.len() + self.record_size()
+    }
+}
+
+/// A node's child names as Xen keeps them: one buffer of NUL-terminated
+/// names in creation order (one allocation per node, and DIRECTORY's reply
+/// is the buffer itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Children(String);
+
+impl Children {
+    /// Appends a name (which never contains NUL: paths are validated).
+    pub fn push(&mut self, name: &str) {
+        self.0.push_str(name);
+        self.0.push('\0');
+    }
+
+    /// Removes a name; false if absent.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let mut at = 0;
+        let mut found = None;
+        for n in self.iter() {
+            if n == name {
+                found = Some(at..at + n.len() + 1);
+                break;
+            }
+            at += n.len() + 1;
+        }
+        match found {
+            Some(r) => {
+                self.0.replace_range(r, "");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.0.split_terminator('\0')
+    }
+
+    /// The NUL-terminated list (DIRECTORY's reply body).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+
+    /// No children?
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -81,10 +130,10 @@ impl Store {
             usage: HashMap::new(),
         };
         let mut root = Node::new(Perms::owned_by(0));
-        root.children = vec!["tool".into()];
+        root.children.push("tool");
         s.insert("/", root);
         let mut tool = Node::new(Perms::owned_by(0));
-        tool.children = vec!["xenstored".into()];
+        tool.children.push("xenstored");
         s.insert("/tool", tool);
         s.insert("/tool/xenstored", Node::new(Perms::owned_by(0)));
         s
@@ -355,6 +404,19 @@ pub fn subtree_postorder(view: &mut dyn Access, root: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn children_keep_creation_order_and_remove_exact_names() {
+        let mut c = Children::default();
+        for n in ["b", "a", "ab", "a-1"] {
+            c.push(n);
+        }
+        assert!(c.remove("a"));
+        assert!(!c.remove("x"));
+        assert_eq!(c.iter().collect::<Vec<_>>(), ["b", "ab", "a-1"]);
+        assert_eq!(c.as_bytes(), b"b\0ab\0a-1\0");
+        assert!(c.remove("b") && c.remove("ab") && c.remove("a-1") && c.is_empty());
+    }
 
     #[test]
     fn generations_increase_on_every_write() {

@@ -360,3 +360,22 @@ fn rm_semantics_match_xen() {
     a.rm("/r").unwrap();
     assert_eq!(a.dir("/").unwrap(), vec!["tool"]);
 }
+
+#[test]
+fn memory_quota_gives_enomem() {
+    let (_e, _d0, mut d5) = quota_engine("memory=4000,node-size=0");
+    d5.write("a", &"x".repeat(1500)).unwrap();
+    d5.write("b", &"x".repeat(1500)).unwrap();
+    assert_eq!(d5.write("c", &"x".repeat(1500)), Err("ENOMEM".into()));
+    assert_eq!(d5.write("a", &"x".repeat(3000)), Err("ENOMEM".into()));
+}
+
+#[test]
+fn transaction_node_quota() {
+    let (_e, _d0, mut d5) = quota_engine("transaction-nodes=3");
+    let t = d5.start().unwrap();
+    for k in ["a", "b"] {
+        d5.write_tx(t, k, "1").unwrap();
+    }
+    assert_eq!(d5.write_tx(t, "c", "1"), Err("ENOSPC".into()));
+}

@@ -187,3 +187,41 @@ fn released_domain_ring_goes_quiet() {
     g.ring.process();
     assert!(g.side().receive().is_empty());
 }
+
+#[test]
+fn a_guest_that_never_reads_is_throttled_by_the_outstanding_quota() {
+    let mut quota = xenstore::Quota::default();
+    quota.apply_spec("outstanding=2").unwrap();
+    let e = Engine::new(xenstore::Config { quota });
+    let g = guest(&e, 11);
+    e.write("/local/domain/11/v", &vec![b'x'; 3000]).unwrap();
+    let mut msg = Vec::new();
+    wire::push_msg(&mut msg, MsgType::Read as u32, 1, 0, &[&z("v")]);
+    // Keep sending reads, never consuming replies.
+    // Keep sending reads, never consuming replies: after a bounded
+    // amount of buffered requests and replies we stop consuming.
+    for _ in 0..400 {
+        g.side().send(&msg);
+        g.ring.process();
+    }
+    // The request ring filled up and stayed full: we stopped consuming.
+    let cons = g.mem.load_u32(offset::REQ_CONS);
+    let prod = g.mem.load_u32(offset::REQ_PROD);
+    assert_eq!(prod.wrapping_sub(cons), 1024);
+    g.ring.process();
+    assert_eq!(g.mem.load_u32(offset::REQ_CONS), cons);
+    // Another domain is unaffected.
+    let other = guest(&e, 12);
+    assert_eq!(
+        other.call(MsgType::Read, &z("/local/domain/12")).0,
+        MsgType::Read as u32
+    );
+    // Once the guest drains its replies, service resumes.
+    let mut total = 0;
+    for _ in 0..100 {
+        total += g.side().receive().len();
+        g.ring.process();
+    }
+    assert!(total > 3 * 3000);
+    assert!(g.mem.load_u32(offset::REQ_CONS) != cons);
+}

@@ -93,7 +93,40 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
     vm.max_grant_frames = b.max_grant_frames.unwrap_or(64);
     vm.max_event_channels = b.event_channels;
     vm.max_pirq = config.xkvm.xen_evtchn_max_pirq;
+    vm.disks = config
+        .disks
+        .iter()
+        .map(disk_spec)
+        .collect::<anyhow::Result<_>>()?;
     Ok(vm)
+}
+
+/// One `disk=` entry for the PV block backend: raw images and block
+/// devices; other formats and empty drives are refused with the reason.
+fn disk_spec(d: &xl_config::Disk) -> anyhow::Result<vmm::DiskSpec> {
+    let vdev = d
+        .vdev
+        .clone()
+        .context("disk without vdev (e.g. \"vdev=xvda\")")?;
+    match d.format {
+        None | Some(xl_config::DiskFormat::Raw) => {}
+        Some(f) => bail!(
+            "disk {vdev}: format {} is not supported (raw images and block devices only)",
+            f.name()
+        ),
+    }
+    let path = d
+        .pdev_path
+        .clone()
+        .filter(|p| !p.is_empty())
+        .with_context(|| format!("disk {vdev}: empty drives are not supported (give target=)"))?;
+    Ok(vmm::DiskSpec {
+        path: path.into(),
+        vdev,
+        readonly: d.readwrite == 0,
+        cdrom: d.is_cdrom != 0,
+        discard: d.discard_enable.unwrap_or(true),
+    })
 }
 
 /// `xxxxxxxx-xxxx-...` to the 16 bytes XenStore's `/vm/<uuid>` and the
@@ -175,6 +208,24 @@ mod tests {
         assert_eq!(vm.timer_mode, vmm::TimerMode::OneMissedTickPending);
         assert_eq!(vm.max_grant_frames, 8);
         assert_eq!(vm.max_pirq, 64);
+    }
+
+    #[test]
+    fn disks_reach_the_block_backend() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\n\
+             disk=['/img/a.raw,raw,xvda,rw', 'vdev=hdc,access=ro,devtype=cdrom,no-discard,target=/img/cd.iso']\n",
+        );
+        let vm = vm_config(&cfg, 3).expect("maps");
+        assert_eq!(vm.disks.len(), 2);
+        assert_eq!(vm.disks[0].path, std::path::PathBuf::from("/img/a.raw"));
+        assert_eq!(vm.disks[0].vdev, "xvda");
+        assert!(!vm.disks[0].readonly && !vm.disks[0].cdrom && vm.disks[0].discard);
+        assert_eq!(vm.disks[1].vdev, "hdc");
+        assert!(vm.disks[1].readonly && vm.disks[1].cdrom && !vm.disks[1].discard);
+        let qcow = parsed("type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,qcow2,xvda,rw']\n");
+        let err = vm_config(&qcow, 3).expect_err("qcow2 refused").to_string();
+        assert!(err.contains("qcow2"), "{err}");
     }
 
     #[test]

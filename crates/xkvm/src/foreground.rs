@@ -80,12 +80,12 @@ impl Read for EscapableStdin {
 
 /// The terminal in raw mode for as long as this lives (only when stdin is
 /// a terminal; pipes are left alone).
-struct RawTerminal {
+pub(crate) struct RawTerminal {
     saved: Option<libc::termios>,
 }
 
 impl RawTerminal {
-    fn enter() -> anyhow::Result<Self> {
+    pub(crate) fn enter() -> anyhow::Result<Self> {
         let stdin = io::stdin();
         if !stdin.is_terminal() {
             return Ok(Self { saved: None });

@@ -1,8 +1,15 @@
 //! `xkvm`: xl's command line for Xen guests on KVM.
 
 mod cmd;
+mod console;
+mod coredump;
+mod ctl;
 mod domain;
 mod foreground;
+mod resolve;
+mod rundir;
+mod vmm_process;
+mod xs_client;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -21,16 +28,76 @@ struct Cli {
 enum Command {
     /// Create a domain from an xl.cfg file (as `xl create`).
     Create(cmd::create::Args),
+    /// List domains (as `xl list`); -l prints their JSON configuration.
+    List(cmd::list::Args),
+    /// Attach to a domain's console (Ctrl-] detaches).
+    Console(cmd::control::DomArg),
+    /// Ask a domain to shut down through XenStore control/shutdown.
+    Shutdown(cmd::shutdown::Args),
+    /// Ask a domain to reboot through XenStore control/shutdown.
+    Reboot(cmd::shutdown::Args),
+    /// End a domain immediately.
+    Destroy(cmd::control::DomArg),
+    /// Pause all of a domain's vCPUs.
+    Pause(cmd::control::DomArg),
+    /// Let a paused domain run again.
+    Unpause(cmd::control::DomArg),
+    /// What the guest wrote with HYPERVISOR_console_io.
+    Dmesg(cmd::control::DomArg),
+    /// The id of the domain with this name.
+    Domid(cmd::control::NameArg),
+    /// The name of the domain with this id.
+    Domname(cmd::control::IdArg),
+    /// Read XenStore paths of a domain's store.
+    #[command(name = "xenstore-read")]
+    XenstoreRead(cmd::xenstore::Args),
+    /// Write XenStore PATH VALUE pairs in a domain's store.
+    #[command(name = "xenstore-write")]
+    XenstoreWrite(cmd::xenstore::Args),
+    /// List a XenStore subtree of a domain's store.
+    #[command(name = "xenstore-ls")]
+    XenstoreLs(cmd::xenstore::Args),
+    /// Remove XenStore paths from a domain's store.
+    #[command(name = "xenstore-rm")]
+    XenstoreRm(cmd::xenstore::Args),
+    /// Print the paths of XenStore watch events in a domain's store.
+    #[command(name = "xenstore-watch")]
+    XenstoreWatch(cmd::xenstore::Args),
     /// Run a standalone XenStore daemon on a Unix socket.
     Xenstored(cmd::xenstored::Args),
+    /// (internal) The VMM process of one domain, started by `create`.
+    #[command(name = "__run-domain", hide = true)]
+    RunDomain(vmm_process::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    if !matches!(cli.command, Command::RunDomain(_)) {
+        // A command piped into `head` ends quietly as xl does; the VMM
+        // keeps ignoring SIGPIPE (console clients come and go).
+        // SAFETY: restoring the default disposition of one signal.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Create(args) => cmd::create::run(args),
+        Command::List(args) => cmd::list::run(args),
+        Command::Console(a) => cmd::control::console(a),
+        Command::Shutdown(a) => cmd::shutdown::shutdown(a),
+        Command::Reboot(a) => cmd::shutdown::reboot(a),
+        Command::Destroy(a) => cmd::control::destroy(a),
+        Command::Pause(a) => cmd::control::pause(a),
+        Command::Unpause(a) => cmd::control::unpause(a),
+        Command::Dmesg(a) => cmd::control::dmesg(a),
+        Command::Domid(a) => cmd::control::domid(a),
+        Command::Domname(a) => cmd::control::domname(a),
+        Command::XenstoreRead(a) => cmd::xenstore::read(a),
+        Command::XenstoreWrite(a) => cmd::xenstore::write(a),
+        Command::XenstoreLs(a) => cmd::xenstore::ls(a),
+        Command::XenstoreRm(a) => cmd::xenstore::rm(a),
+        Command::XenstoreWatch(a) => cmd::xenstore::watch(a),
         Command::Xenstored(args) => cmd::xenstored::run(args),
+        Command::RunDomain(args) => vmm_process::run(args),
     };
     match result {
         Ok(code) => code,

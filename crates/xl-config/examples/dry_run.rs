@@ -13,15 +13,16 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     eprintln!("Parsing config from {file}");
-    match xl_config::load(std::path::Path::new(file), overrides) {
-        Ok(p) => {
-            for w in &p.warnings {
-                eprintln!("{w}");
-            }
+    let report = xl_config::load_report(std::path::Path::new(file), overrides);
+    for w in &report.warnings {
+        eprintln!("{w}");
+    }
+    match report.result {
+        Ok(config) => {
             let (cfg, flavour) = if defaults {
-                (p.config.with_defaults(), xl_config::Flavour::Full)
+                (config.with_defaults(), xl_config::Flavour::Full)
             } else {
-                (p.config, xl_config::Flavour::Xl)
+                (config, xl_config::Flavour::Xl)
             };
             println!(
                 "{}",

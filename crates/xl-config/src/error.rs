@@ -6,11 +6,7 @@
 pub enum Error {
     /// The file could not be read.
     #[error("{file}: cannot read configuration file: {err}")]
-    Read {
-        file: String,
-        #[source]
-        err: std::io::Error,
-    },
+    Read { file: String, err: std::io::Error },
     /// The text does not follow the xl.cfg grammar.
     #[error("{file}:{line}: syntax error near '{near}' ({message})")]
     Syntax {

@@ -64,6 +64,9 @@ pub fn to_json(d: &DomainConfig, flavour: Flavour) -> Value {
     if !d.nics.is_empty() {
         o.put("nics", arr(d.nics.iter().map(nic).collect()));
     }
+    if !d.pcidevs.is_empty() {
+        o.put("pcidevs", arr(d.pcidevs.iter().map(pci).collect()));
+    }
     if !d.dtdevs.is_empty() {
         o.put(
             "dtdevs",
@@ -360,11 +363,50 @@ fn hvm(h: &HvmInfo) -> Value {
         o.put("vendor_device", json!(v));
     }
     o.list("serial_list", &h.serial_list);
-    o.put("rdm", json!({}));
+    let mut rdm = Obj::new();
+    match h.rdm_strategy {
+        RdmStrategy::Ignore => {}
+        RdmStrategy::Host => rdm.put("strategy", json!("host")),
+        RdmStrategy::Indeterminate => rdm.put("strategy", Value::Null),
+    }
+    rdm_policy(&mut rdm, "policy", h.rdm_policy);
+    o.put("rdm", rdm.done());
     o.m("rdm_mem_boundary_memkb", h.rdm_mem_boundary_memkb);
     if h.mca_caps != 0 {
         o.put("mca_caps", json!(h.mca_caps));
     }
+    o.done()
+}
+
+fn rdm_policy(o: &mut Obj, key: &str, p: RdmPolicy) {
+    match p {
+        RdmPolicy::Invalid => {}
+        RdmPolicy::Strict => o.put(key, json!("strict")),
+        RdmPolicy::Relaxed => o.put(key, json!("relaxed")),
+        RdmPolicy::Indeterminate => o.put(key, Value::Null),
+    }
+}
+
+fn pci(p: &PciDevice) -> Value {
+    let mut o = Obj::new();
+    o.i("func", i64::from(p.func));
+    o.i("dev", i64::from(p.dev));
+    o.i("bus", i64::from(p.bus));
+    o.i("domain", i64::from(p.domain));
+    o.i("vdevfn", i64::from(p.vdevfn));
+    o.i("vfunc_mask", i64::from(p.vfunc_mask));
+    for (k, b) in [
+        ("msitranslate", p.msitranslate),
+        ("power_mgmt", p.power_mgmt),
+        ("permissive", p.permissive),
+        ("seize", p.seize),
+    ] {
+        if b {
+            o.put(k, json!(true));
+        }
+    }
+    rdm_policy(&mut o, "rdm_policy", p.rdm_policy);
+    o.s("name", &p.name);
     o.done()
 }
 
@@ -554,5 +596,12 @@ fn write(v: &Value, depth: usize, out: &mut String) {
             out.push(']');
         }
         other => out.push_str(&other.to_string()),
+    }
+}
+
+impl DomainConfig {
+    /// The JSON document, laid out as `xl create -n` prints it.
+    pub fn to_json_string(&self, flavour: Flavour) -> String {
+        pretty(&to_json(self, flavour))
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod json;
 pub mod keys;
 pub mod model;
+pub mod pci;
 pub mod resources;
 pub mod syntax;
 pub mod uuid;
@@ -36,9 +37,32 @@ impl Parsed {
     }
 }
 
+/// The outcome of reading a configuration: the configuration or the error
+/// that refused it, and in both cases the warnings xl would have printed
+/// first.
+#[derive(Debug)]
+pub struct Report {
+    pub result: Result<DomainConfig, Error>,
+    /// Warning lines, in xl's wording and order.
+    pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// The configuration with its warnings, or the error (warnings dropped).
+    pub fn into_result(self) -> Result<Parsed, Error> {
+        let warnings = self.warnings;
+        self.result.map(|config| Parsed { config, warnings })
+    }
+}
+
 /// Parses xl.cfg text; `source` names it in messages.
 pub fn parse(source: &str, data: &[u8]) -> Result<Parsed, Error> {
-    let mut store = syntax::parse(data).map_err(|e| Error::Syntax {
+    parse_report(source, data).into_result()
+}
+
+/// Like [`parse`], but keeps the warnings when the configuration is refused.
+pub fn parse_report(source: &str, data: &[u8]) -> Report {
+    let store = syntax::parse(data).map_err(|e| Error::Syntax {
         file: source.to_string(),
         line: e.line,
         near: e.near,
@@ -50,10 +74,19 @@ pub fn parse(source: &str, data: &[u8]) -> Result<Parsed, Error> {
         } else {
             e.message
         },
-    })?;
+    });
+    let mut store = match store {
+        Ok(s) => s,
+        Err(e) => {
+            return Report {
+                result: Err(e),
+                warnings: Vec::new(),
+            }
+        }
+    };
     store.source = source.to_string();
-    let (config, warnings) = keys::read(&store)?;
-    Ok(Parsed { config, warnings })
+    let (result, warnings) = keys::read(&store);
+    Report { result, warnings }
 }
 
 /// The text xl parses for `xl create FILE KEY=VALUE...`: the file, then each
@@ -72,10 +105,17 @@ pub fn with_overrides(file: &[u8], overrides: &[String]) -> Vec<u8> {
 
 /// Reads `path` and applies `KEY=VALUE` overrides.
 pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Parsed, Error> {
+    load_report(path, overrides).into_result()
+}
+
+/// Like [`load`], but keeps the warnings when the configuration is refused.
+pub fn load_report(path: &std::path::Path, overrides: &[String]) -> Report {
     let source = path.display().to_string();
-    let file = std::fs::read(path).map_err(|err| Error::Read {
-        file: source.clone(),
-        err,
-    })?;
-    parse(&source, &with_overrides(&file, overrides))
+    match std::fs::read(path) {
+        Ok(file) => parse_report(&source, &with_overrides(&file, overrides)),
+        Err(err) => Report {
+            result: Err(Error::Read { file: source, err }),
+            warnings: Vec::new(),
+        },
+    }
 }

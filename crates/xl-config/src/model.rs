@@ -225,6 +225,8 @@ pub struct HvmInfo {
     pub serial_list: Vec<String>,
     pub rdm_mem_boundary_memkb: Option<u64>,
     pub mca_caps: u64,
+    pub rdm_strategy: RdmStrategy,
+    pub rdm_policy: RdmPolicy,
 }
 
 /// The PV arm of `b_info.u`.
@@ -270,6 +272,48 @@ pub struct IomemRange {
     pub number: u64,
     /// Guest frame the range maps at; `None` = same as `start`.
     pub gfn: Option<u64>,
+}
+
+/// `libxl_rdm_reserve_strategy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RdmStrategy {
+    #[default]
+    Ignore,
+    Host,
+    /// Copied by xl from uninitialised memory (see [`RdmPolicy`]).
+    Indeterminate,
+}
+
+/// `libxl_rdm_reserve_policy`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RdmPolicy {
+    /// libxl's "not set".
+    #[default]
+    Invalid,
+    Strict,
+    Relaxed,
+    /// What xl copies from uninitialised memory after `rdm = "..."` (see
+    /// [`crate::pci::parse_rdm`]); xl's JSON shows `null`.
+    Indeterminate,
+}
+
+/// `libxl_device_pci` (xl-pci-configuration(5)).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PciDevice {
+    pub func: u8,
+    pub dev: u8,
+    pub bus: u8,
+    pub domain: u32,
+    /// Virtual slot << 3 (`@VSLOT` / `vslot=`).
+    pub vdevfn: u32,
+    pub vfunc_mask: u32,
+    pub msitranslate: bool,
+    pub power_mgmt: bool,
+    pub permissive: bool,
+    pub seize: bool,
+    pub rdm_policy: RdmPolicy,
+    /// An assignable device's name instead of a BDF.
+    pub name: Option<String>,
 }
 
 /// `libxl_device_pvcallsif`.
@@ -531,6 +575,7 @@ pub struct DomainConfig {
     pub b_info: BuildInfo,
     pub disks: Vec<Disk>,
     pub nics: Vec<Nic>,
+    pub pcidevs: Vec<PciDevice>,
     pub dtdevs: Vec<String>,
     pub vfbs: Vec<Vfb>,
     pub vkbs: Vec<Vkb>,

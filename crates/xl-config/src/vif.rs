@@ -22,7 +22,14 @@ pub const COLO_KEYS: [(&str, &str); 9] = [
 
 /// Parses one vif spec into the nic `devid`; warnings xl prints go to
 /// `warn`; the error is xl's message (xl then exits).
-pub fn parse_vif(spec: &str, devid: i64, warn: &mut Vec<String>) -> Result<Nic, String> {
+/// `stale_erange` is C's errno state when xl gets here (see
+/// [`crate::syntax::Store::errno_is_erange`]).
+pub fn parse_vif(
+    spec: &str,
+    devid: i64,
+    stale_erange: bool,
+    warn: &mut Vec<String>,
+) -> Result<Nic, String> {
     let mut nic = Nic {
         devid,
         ..Nic::default()
@@ -31,7 +38,7 @@ pub fn parse_vif(spec: &str, devid: i64, warn: &mut Vec<String>) -> Result<Nic, 
         let tok = tok.trim_start_matches(' ');
         // xl prints a bad item's message and goes on (it ignores
         // parse_nic_config's result); only a bad `rate` makes it exit.
-        if let Err(m) = item(&mut nic, tok, warn) {
+        if let Err(m) = item(&mut nic, tok, stale_erange, warn) {
             if tok.starts_with("rate=") {
                 return Err(m);
             }
@@ -41,7 +48,12 @@ pub fn parse_vif(spec: &str, devid: i64, warn: &mut Vec<String>) -> Result<Nic, 
     Ok(nic)
 }
 
-fn item(nic: &mut Nic, tok: &str, warn: &mut Vec<String>) -> Result<(), String> {
+fn item(
+    nic: &mut Nic,
+    tok: &str,
+    stale_erange: bool,
+    warn: &mut Vec<String>,
+) -> Result<(), String> {
     // xl matches `key=` prefixes with strncmp over the key's own length, so
     // `type=`, `mac=`... need their `=`; unknown items are silently ignored.
     let Some((key, val)) = tok.split_once('=') else {
@@ -69,7 +81,7 @@ fn item(nic: &mut Nic, tok: &str, warn: &mut Vec<String>) -> Result<(), String> 
         "vifname" => nic.ifname = s,
         "model" => nic.model = s,
         "rate" => {
-            let (bytes, usecs) = parse_rate(val)?;
+            let (bytes, usecs) = parse_rate(val, stale_erange)?;
             nic.rate_bytes_per_interval = bytes;
             nic.rate_interval_usecs = usecs;
         }
@@ -125,7 +137,7 @@ fn parse_mac(s: &str, mac: &mut [u8; 6]) -> Option<()> {
 
 /// libxlu's `xlu_vif_parse_rate`: `RATE[@INTERVAL]` into bytes per interval
 /// and the interval in microseconds.
-pub fn parse_rate(rate: &str) -> Result<(u64, u32), String> {
+pub fn parse_rate(rate: &str, stale_erange: bool) -> Result<(u64, u32), String> {
     let err = |m: &str, what: &str| format!("config parsing error in vif: {m} in `{what}'");
     let (bytes, interval) = match rate.split_once('@') {
         Some((b, i)) => (b, Some(i)),
@@ -134,62 +146,82 @@ pub fn parse_rate(rate: &str) -> Result<(u64, u32), String> {
     if bytes.is_empty() {
         return Err(err("no rate specified", rate));
     }
-    let bytes_per_sec = rate_bytes_per_sec(bytes).map_err(|m| err(m, bytes))?;
+    let bytes_per_sec = rate_bytes_per_sec(bytes, stale_erange).map_err(|m| err(m, bytes))?;
     let usecs = match interval {
-        Some(i) => interval_usecs(i).map_err(|m| err(m, i))?,
+        Some(i) => interval_usecs(i, stale_erange).map_err(|m| err(m, i))?,
         None => 50_000,
     };
-    let per_interval = u128::from(bytes_per_sec) * u128::from(usecs) / 1_000_000;
-    let per_interval = u64::try_from(per_interval).map_err(|_| err("rate overflow", rate))?;
-    Ok((per_interval, usecs))
+    if usecs != 0 && bytes_per_sec > u64::MAX / u64::from(usecs) {
+        return Err(err("rate overflow", rate));
+    }
+    Ok((bytes_per_sec * u64::from(usecs) / 1_000_000, usecs))
 }
 
-/// `^[0-9]+[GMK]?[Bb]/s$`.
-fn rate_bytes_per_sec(s: &str) -> Result<u64, &'static str> {
+/// `strtoull(s, &end, 0)` over a string the regexes already limited to
+/// leading decimal digits: returns the value, the rest, and ERANGE.
+fn strtoull0(s: &str) -> (u64, &str, bool) {
     let n = s.bytes().take_while(u8::is_ascii_digit).count();
-    let tail = &s[n..];
-    let (mult, tail) = match tail.as_bytes().first() {
-        Some(b'G') => (1_000_000_000u64, &tail[1..]),
-        Some(b'M') => (1_000_000, &tail[1..]),
-        Some(b'K') => (1_000, &tail[1..]),
-        _ => (1, tail),
+    let (radix, digits) = if n > 1 && s.starts_with('0') {
+        let octal = 1 + s[1..]
+            .bytes()
+            .take_while(|b| (b'0'..=b'7').contains(b))
+            .count();
+        (8, &s[..octal])
+    } else {
+        (10, &s[..n])
     };
-    let bits = match tail {
-        "b/s" => true,
-        "B/s" => false,
-        _ => return Err("invalid rate"),
-    };
-    if n == 0 {
+    match u64::from_str_radix(digits, radix) {
+        Ok(v) => (v, &s[digits.len()..], false),
+        Err(_) => (u64::MAX, &s[digits.len()..], true),
+    }
+}
+
+fn matches_bytes_re(s: &str) -> bool {
+    let n = s.bytes().take_while(u8::is_ascii_digit).count();
+    let t = &s[n..];
+    let t = t.strip_prefix(['G', 'M', 'K']).unwrap_or(t);
+    n > 0 && (t == "b/s" || t == "B/s")
+}
+
+/// `^[0-9]+[GMK]?[Bb]/s$`, then C's unit handling, quirks included.
+fn rate_bytes_per_sec(s: &str, stale_erange: bool) -> Result<u64, &'static str> {
+    if !matches_bytes_re(s) {
         return Err("invalid rate");
     }
-    let v: u64 = s[..n].parse().map_err(|_| "rate overflow")?;
-    if v == 0 || v > u64::from(u32::MAX) {
+    let (v, rest, erange) = strtoull0(s);
+    if v == 0 || v > u64::from(u32::MAX) || erange || stale_erange {
         return Err("rate overflow");
     }
+    let r = rest.as_bytes();
+    let mult = match r.first() {
+        Some(b'G') => 1_000_000_000,
+        Some(b'M') => 1_000_000,
+        Some(b'K') => 1_000,
+        _ => 1,
+    };
     let v = v * mult;
+    let bits = r.first() == Some(&b'b') || r.get(1) == Some(&b'b');
     Ok(if bits { v / 8 } else { v })
 }
 
 /// `^[0-9]+[mu]?s?$`; bare numbers and `s` are seconds.
-fn interval_usecs(s: &str) -> Result<u32, &'static str> {
+fn interval_usecs(s: &str, stale_erange: bool) -> Result<u32, &'static str> {
     let n = s.bytes().take_while(u8::is_ascii_digit).count();
-    let tail = &s[n..];
-    let mult: u64 = match tail {
-        "" | "s" => 1_000_000,
-        "m" | "ms" => 1_000,
-        "u" | "us" => 1,
-        _ => return Err("invalid replenishment interval"),
-    };
-    if n == 0 {
+    let t = &s[n..];
+    let t = t.strip_prefix(['m', 'u']).unwrap_or(t);
+    if n == 0 || !(t.is_empty() || t == "s") {
         return Err("invalid replenishment interval");
     }
-    let v: u64 = s[..n]
-        .parse()
-        .map_err(|_| "replenishment interval overflow")?;
-    if v == 0 || v > u64::from(u32::MAX) {
+    let (v, rest, erange) = strtoull0(s);
+    if v == 0 || v > u64::from(u32::MAX) || erange || stale_erange {
         return Err("replenishment interval overflow");
     }
-    u32::try_from(v * mult).map_err(|_| "replenishment interval overflow")
+    let v = match rest.as_bytes().first() {
+        Some(b's') | None => v * 1_000_000,
+        Some(b'm') => v * 1_000,
+        _ => v,
+    };
+    u32::try_from(v).map_err(|_| "replenishment interval overflow")
 }
 
 #[cfg(test)]
@@ -198,19 +230,23 @@ mod tests {
 
     #[test]
     fn rate_in_megabits_uses_a_50ms_interval() {
-        assert_eq!(parse_rate("10Mb/s"), Ok((62_500, 50_000)));
-        assert_eq!(parse_rate("1MB/s@20ms"), Ok((20_000, 20_000)));
-        assert!(parse_rate("10Mbit").is_err());
+        assert_eq!(parse_rate("10Mb/s", false), Ok((62_500, 50_000)));
+        assert_eq!(parse_rate("1MB/s@20ms", false), Ok((20_000, 20_000)));
+        assert!(
+            parse_rate("1MB/s", true).is_err(),
+            "a stale ERANGE fails it, as in xl"
+        );
+        assert!(parse_rate("10Mbit", false).is_err());
     }
 
     #[test]
     fn mac_and_bridge_are_read() {
         let mut w = Vec::new();
-        let n = parse_vif("mac=00:16:3e:00:00:01,bridge=br0", 0, &mut w).expect("valid");
+        let n = parse_vif("mac=00:16:3e:00:00:01,bridge=br0", 0, false, &mut w).expect("valid");
         assert_eq!(n.mac, [0, 0x16, 0x3e, 0, 0, 1]);
         assert_eq!(n.bridge.as_deref(), Some("br0"));
-        assert!(parse_vif("mac=zz", 0, &mut w).is_ok());
+        assert!(parse_vif("mac=zz", 0, false, &mut w).is_ok());
         assert!(w.iter().any(|m| m.contains("mac")));
-        assert!(parse_vif("rate=fast", 0, &mut w).is_err());
+        assert!(parse_vif("rate=fast", 0, false, &mut w).is_err());
     }
 }

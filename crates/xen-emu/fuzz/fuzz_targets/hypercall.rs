@@ -26,22 +26,35 @@ fuzz_target!(|data: &[u8]| {
     let nr = word(0);
     let args = [word(1), word(2), word(3), word(4), word(5)];
     // SCHEDOP_block / SCHEDOP_poll would wait for an event that never comes.
-    if nr & 0xffff_ffff == xen_abi::xen::HYPERVISOR_SCHED_OP && matches!(args[0] & 0xffff_ffff, 1 | 3) {
+    if nr & 0xffff_ffff == xen_abi::xen::HYPERVISOR_SCHED_OP
+        && matches!(args[0] & 0xffff_ffff, 1 | 3)
+    {
         return;
     }
     let mem = Arc::new(FakeMemory::new(64 << 10, 4));
     mem.put(0x1000, &data[49..data.len().min(49 + 0x4000)]);
     let plat = Arc::new(FakePlatform::new(mem.clone()));
     let d = Domain::new(
-        DomainConfig { max_grant_frames: 4, max_vcpus: 2, ..DomainConfig::default() },
+        DomainConfig {
+            max_grant_frames: 4,
+            max_vcpus: 2,
+            ..DomainConfig::default()
+        },
         mem.clone(),
         plat,
     );
-    let mut v = if compat { FakeVcpu::prot32(0) } else { FakeVcpu::long64(0) };
+    let mut v = if compat {
+        FakeVcpu::prot32(0)
+    } else {
+        FakeVcpu::long64(0)
+    };
     v.unmapped_from = 0x8000_0000;
     let r = d.hypercall(&mut v, nr, args);
     assert!(r >= 0 || (-133..0).contains(&r), "bad return {r}");
     for (gpa, len, _) in mem.accesses() {
-        assert!(mem.backed(gpa, len.min(1)), "access outside guest memory at {gpa:#x}");
+        assert!(
+            mem.backed(gpa, len.min(1)),
+            "access outside guest memory at {gpa:#x}"
+        );
     }
 });

@@ -114,6 +114,9 @@ pub struct EvtchnTable {
     next_backend: u32,
     /// `virq_to_evtchn[vcpu][virq]`.
     virqs: Vec<[u32; xen_abi::xen::NR_VIRQS as usize]>,
+    /// Backend ports offered unbound to this domain
+    /// ([`EvtchnTable::offer_backend`]), by backend port number.
+    offered: std::collections::HashMap<u32, Remote>,
 }
 
 /// What `EVTCHNOP_status` reports.
@@ -135,6 +138,7 @@ impl EvtchnTable {
             max_vcpus,
             next_backend: 1,
             virqs: vec![[0; xen_abi::xen::NR_VIRQS as usize]; max_vcpus as usize],
+            offered: std::collections::HashMap::new(),
         };
         t.grow_to(0);
         t.chans[0].state = State::Reserved;
@@ -250,6 +254,80 @@ impl EvtchnTable {
         Ok(id)
     }
 
+    /// A backend (acting as `backend_domid`) allocates a port of its own
+    /// unbound for this domain; the guest binds it with
+    /// `EVTCHNOP_bind_interdomain`. Returns the backend port number.
+    pub fn offer_backend(&mut self, backend_domid: u16, handler: EvtchnHandler) -> BackendId {
+        let id = BackendId(self.next_backend);
+        self.next_backend += 1;
+        self.offered.insert(
+            id.0,
+            Remote::Backend {
+                domid: backend_domid,
+                id,
+                handler,
+            },
+        );
+        id
+    }
+
+    /// Withdraws an offered backend port the guest has not bound.
+    pub fn withdraw_backend(&mut self, id: BackendId) -> bool {
+        self.offered.remove(&id.0).is_some()
+    }
+
+    /// `EVTCHNOP_bind_interdomain` from the guest to backend port
+    /// `remote_port` of domain `rdom`: it must be an offered port (else
+    /// `-EINVAL`, Xen's "remote port not unbound for us"). Like Xen, the
+    /// new local port is set pending (notifications may have been lost).
+    pub fn bind_to_backend(
+        &mut self,
+        rdom: u16,
+        remote_port: u32,
+    ) -> Result<(Port, Delivery), Errno> {
+        match self.offered.get(&remote_port) {
+            Some(Remote::Backend { domid, .. }) if *domid == rdom => {}
+            _ => return Err(Errno::EINVAL),
+        }
+        let lport = self.free_port()?;
+        let Some(remote) = self.offered.remove(&remote_port) else {
+            return Err(Errno::EINVAL);
+        };
+        self.chans[lport.0 as usize] = Channel {
+            state: State::Interdomain(remote),
+            vcpu: 0,
+        };
+        Ok((
+            lport,
+            Delivery::Guest {
+                port: lport,
+                vcpu: 0,
+            },
+        ))
+    }
+
+    /// The backend closes its end of the channel on guest port `port`:
+    /// the guest's port goes back to unbound for the backend domain (Xen's
+    /// `evtchn_close` of the remote end).
+    pub fn unbind_backend(&mut self, port: Port) -> Result<(), Errno> {
+        let chan = self.get_mut(port)?;
+        match chan.state {
+            State::Interdomain(Remote::Backend { domid, .. }) => {
+                chan.state = State::Unbound { remote_dom: domid };
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// The guest port bound to backend port `id`, if any.
+    pub fn backend_peer(&self, id: BackendId) -> Option<Port> {
+        self.chans.iter().enumerate().find_map(|(i, c)| match &c.state {
+            State::Interdomain(Remote::Backend { id: b, .. }) if *b == id => Some(Port(i as u32)),
+            _ => None,
+        })
+    }
+
     /// `EVTCHNOP_bind_virq`.
     pub fn bind_virq(&mut self, virq: u32, vcpu: u32) -> Result<Port, Errno> {
         if virq >= xen_abi::xen::NR_VIRQS {
@@ -273,6 +351,21 @@ impl EvtchnTable {
     pub fn virq_port(&self, vcpu: u32, virq: u32) -> Option<Port> {
         let p = *self.virqs.get(vcpu as usize)?.get(virq as usize)?;
         (p != 0).then_some(Port(p))
+    }
+
+    /// `EVTCHNOP_bind_pirq` (after the caller checked the PIRQ): a new
+    /// port notifying vCPU 0.
+    pub fn bind_pirq(&mut self, pirq: u32) -> Result<Port, Errno> {
+        self.occupy(State::Pirq(pirq), 0)
+    }
+
+    /// Every port in use, for `EVTCHNOP_reset`.
+    pub fn used_ports(&self) -> Vec<Port> {
+        (1..self.chans.len() as u32)
+            .map(Port)
+            .filter(|p| self.valid(*p))
+            .filter(|p| !matches!(self.chans[p.0 as usize].state, State::Free | State::Reserved))
+            .collect()
     }
 
     /// `EVTCHNOP_bind_ipi`.

@@ -32,16 +32,14 @@ pub fn event_channel_op(c: &mut Call<'_>) -> HcResult {
             } else {
                 op.remote_dom
             };
-            if rdom != me {
-                // The backend domain's ports are never unbound for us (its
-                // channels are set up from its side); others do not exist.
-                return Err(if rdom == c.d.config.backend_domid {
-                    Errno::EINVAL
-                } else {
-                    Errno::ESRCH
-                });
-            }
-            let (port, delivery) = c.d.evtchns().bind_loopback(Port(op.remote_port))?;
+            let (port, delivery) = if rdom == me {
+                c.d.evtchns().bind_loopback(Port(op.remote_port))?
+            } else if rdom == c.d.config.backend_domid {
+                // A port the backend offered us (offer_backend_channel).
+                c.d.evtchns().bind_to_backend(rdom, op.remote_port)?
+            } else {
+                return Err(Errno::ESRCH);
+            };
             op.local_port = port.0;
             c.d.deliver(delivery);
             c.g.write(arg, &op)?;
@@ -66,17 +64,52 @@ pub fn event_channel_op(c: &mut Call<'_>) -> HcResult {
         }
         EVTCHNOP_CLOSE => {
             let op: EvtchnClose = c.g.read(arg)?;
-            let port = Port(op.port);
-            c.d.evtchns().close(port)?;
-            // evtchn_free clears the pending bit.
-            let (shinfo, compat) = {
-                let st = c.d.state();
-                (st.shinfo_gpa(), st.compat)
-            };
-            if let Some(s) = shinfo {
-                let _ = two_level::clear_pending(&*c.d.mem, s, compat, port);
+            close_port(c.d, Port(op.port))?;
+            Ok(0)
+        }
+        EVTCHNOP_BIND_PIRQ => {
+            let mut op: EvtchnBindPirq = c.g.read(arg)?;
+            let mut pirqs = c.d.pirq_table();
+            pirqs.check_bind(op.pirq)?;
+            let port = c.d.evtchns().bind_pirq(op.pirq)?;
+            pirqs.bind(op.pirq, port.0);
+            drop(pirqs);
+            op.port = port.0;
+            c.g.write(arg, &op)?;
+            Ok(0)
+        }
+        EVTCHNOP_RESET => {
+            let op: EvtchnReset = c.g.read(arg)?;
+            c.self_domid(op.dom)?;
+            let ports = c.d.evtchns().used_ports();
+            for p in ports {
+                let _ = close_port(c.d, p);
             }
             Ok(0)
+        }
+        EVTCHNOP_INIT_CONTROL => {
+            // evtchn_fifo_init_control's argument checks, then the answer of
+            // a Xen without the FIFO ABI.
+            let op: EvtchnInitControl = c.g.read(arg)?;
+            if op.vcpu >= c.d.config.max_vcpus.max(1) {
+                return Err(Errno::ENOENT);
+            }
+            if u64::from(op.offset) > xen_abi::PAGE_SIZE as u64 - FIFO_CONTROL_BLOCK_SIZE {
+                return Err(Errno::EINVAL);
+            }
+            if op.offset & 7 != 0 {
+                return Err(Errno::EINVAL);
+            }
+            Err(Errno::ENOSYS)
+        }
+        // No FIFO ABI in use: evtchn_fifo_expand_array.
+        EVTCHNOP_EXPAND_ARRAY => Err(Errno::EOPNOTSUPP),
+        EVTCHNOP_SET_PRIORITY => {
+            // struct evtchn_set_priority { port, priority }.
+            let op: [u32; 2] = c.g.read(arg)?;
+            c.d.evtchns().get(Port(op[0]))?;
+            // The 2-level ABI has no priorities.
+            Err(Errno::ENOSYS)
         }
         EVTCHNOP_SEND => {
             let op: EvtchnSend = c.g.read(arg)?;
@@ -107,14 +140,33 @@ pub fn event_channel_op(c: &mut Call<'_>) -> HcResult {
             }
             Ok(0)
         }
-        EVTCHNOP_BIND_PIRQ
-        | EVTCHNOP_RESET
-        | EVTCHNOP_INIT_CONTROL
-        | EVTCHNOP_EXPAND_ARRAY
-        | EVTCHNOP_SET_PRIORITY => {
+        _ => {
             c.d.warn_once(HYPERVISOR_EVENT_CHANNEL_OP, cmd, "event_channel_op");
             Err(Errno::ENOSYS)
         }
-        _ => Err(Errno::ENOSYS),
     }
+}
+
+/// `sizeof(evtchn_fifo_control_block_t)`: `ready`, `_rsvd`, 16 queue heads.
+const FIFO_CONTROL_BLOCK_SIZE: u64 = 8 + 16 * 4;
+
+/// `evtchn_close` for the guest: frees the port (a PIRQ binding is
+/// unlinked) and clears its pending bit (`evtchn_free`).
+pub(crate) fn close_port(d: &crate::Domain, port: Port) -> Result<(), Errno> {
+    let pirq = match d.evtchns().get(port)?.state {
+        crate::evtchn::State::Pirq(p) => Some(p),
+        _ => None,
+    };
+    d.evtchns().close(port)?;
+    if let Some(p) = pirq {
+        d.pirq_table().unbind(p);
+    }
+    let (shinfo, compat) = {
+        let st = d.state();
+        (st.shinfo_gpa(), st.compat)
+    };
+    if let Some(s) = shinfo {
+        let _ = two_level::clear_pending(&*d.mem, s, compat, port);
+    }
+    Ok(())
 }

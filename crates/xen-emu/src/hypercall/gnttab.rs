@@ -40,9 +40,9 @@ pub fn grant_table_op(c: &mut Call<'_>) -> HcResult {
         GNTTABOP_QUERY_SIZE => one(count).and_then(|_| query_size(c, uop)),
         GNTTABOP_SET_VERSION => one(count).and_then(|_| set_version(c, uop)),
         GNTTABOP_GET_VERSION => one(count).and_then(|_| get_version(c, uop)),
+        GNTTABOP_COPY => copy(c, uop, count),
         GNTTABOP_MAP_GRANT_REF
         | GNTTABOP_UNMAP_GRANT_REF
-        | GNTTABOP_COPY
         | GNTTABOP_SWAP_GRANT_REF
         | GNTTABOP_TRANSFER
         | GNTTABOP_UNMAP_AND_REPLACE
@@ -155,4 +155,91 @@ fn get_version(c: &mut Call<'_>, uop: u64) -> HcResult {
     op.version = c.d.state().gnttab.version();
     c.g.write(uop, &op)?;
     Ok(0)
+}
+
+/// One side of a guest's `gnttab_copy`, decoded.
+struct Side {
+    u: u64,
+    domid: u16,
+    offset: u16,
+    gref: bool,
+}
+
+/// `GNTTABOP_copy` by the guest on its own memory: each side is a frame of
+/// its own (`DOMID_SELF` only) or one of its own grant entries granted to
+/// itself. Per-op status; `-EFAULT` if an op cannot be read.
+fn copy(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
+    let (size, status_off) = if c.compat() { (24u64, 20usize) } else { (40, 36) };
+    for i in 0..u64::from(count) {
+        let at = uop.checked_add(i * size).ok_or(Errno::EFAULT)?;
+        let (src, dst, len, flags) = if c.compat() {
+            let op: GnttabCopyCompat = c.g.read(at)?;
+            let side = |p: GnttabCopyPtrCompat, g| Side {
+                u: u64::from(p.u),
+                domid: p.domid,
+                offset: p.offset,
+                gref: g,
+            };
+            (
+                side(op.source, op.flags & GNTCOPY_SOURCE_GREF != 0),
+                side(op.dest, op.flags & GNTCOPY_DEST_GREF != 0),
+                op.len,
+                op.flags,
+            )
+        } else {
+            let op: GnttabCopy = c.g.read(at)?;
+            let side = |p: GnttabCopyPtr, g| Side {
+                u: p.u,
+                domid: p.domid,
+                offset: p.offset,
+                gref: g,
+            };
+            (
+                side(op.source, op.flags & GNTCOPY_SOURCE_GREF != 0),
+                side(op.dest, op.flags & GNTCOPY_DEST_GREF != 0),
+                op.len,
+                op.flags,
+            )
+        };
+        let _ = flags;
+        let status = match copy_one(c, &src, &dst, len) {
+            Ok(()) => GNTST_OKAY,
+            Err(e) => e.status(),
+        };
+        c.g.write_at(at, status_off, &status)?;
+    }
+    Ok(0)
+}
+
+fn copy_end(c: &Call<'_>, s: &Side) -> Result<crate::CopyEnd, crate::GrantError> {
+    use crate::GrantError;
+    let me = c.d.domid();
+    // gnttab_copy_lock_domain: only DOMID_SELF may name a frame.
+    if !s.gref {
+        if s.domid != xen_abi::DOMID_SELF {
+            return Err(GrantError::PermissionDenied("copy by frame of another domain"));
+        }
+        return Ok(crate::CopyEnd::Gfn {
+            gfn: s.u,
+            offset: s.offset,
+        });
+    }
+    if s.domid == xen_abi::DOMID_SELF || s.domid == me {
+        let gref = u32::try_from(s.u).map_err(|_| GrantError::BadGntref(u32::MAX))?;
+        return Ok(crate::CopyEnd::Grant {
+            gref,
+            offset: s.offset,
+        });
+    }
+    if s.domid == c.d.config.backend_domid {
+        // The backend domain grants us nothing.
+        return Err(GrantError::BadGntref(s.u as u32));
+    }
+    Err(GrantError::BadDomain(s.domid))
+}
+
+fn copy_one(c: &Call<'_>, src: &Side, dst: &Side, len: u16) -> Result<(), crate::GrantError> {
+    let s = copy_end(c, src)?;
+    let d = copy_end(c, dst)?;
+    c.d.guest_grant_copy(s, d, len)
 }

@@ -27,6 +27,17 @@ pub fn hvm_op(c: &mut Call<'_>) -> HcResult {
             )?;
             Ok(0)
         }
+        HVMOP_PAGETABLE_DYING => {
+            // struct xen_hvm_pagetable_dying: domid first in both ABIs.
+            let domid: u16 = c.g.read(arg)?;
+            let me = c.d.domid();
+            if domid != xen_abi::DOMID_SELF && domid != me && domid != c.d.config.backend_domid {
+                return Err(Errno::ESRCH);
+            }
+            // Only shadow paging cares; on a HAP host (which KVM's
+            // two-dimensional paging is) Xen answers -EINVAL.
+            Err(Errno::EINVAL)
+        }
         HVMOP_FLUSH_TLBS => {
             // Our vCPUs' TLBs are KVM's; nothing cached here to flush.
             if arg != 0 {

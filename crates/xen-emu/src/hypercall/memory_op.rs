@@ -6,7 +6,7 @@ use xen_abi::xen::HYPERVISOR_MEMORY_OP;
 
 use super::Call;
 use crate::platform::SpecialPage;
-use crate::types::{Errno, HcResult};
+use crate::types::{Errno, Gfn, HcResult};
 
 pub fn memory_op(c: &mut Call<'_>) -> HcResult {
     let cmd = c.args[0] & MEMOP_CMD_MASK;
@@ -19,12 +19,16 @@ pub fn memory_op(c: &mut Call<'_>) -> HcResult {
             c.self_domid(domid)?;
             let cfg = &c.d.config;
             Ok(match cmd {
-                XENMEM_CURRENT_RESERVATION => cfg.current_pages as i64,
+                XENMEM_CURRENT_RESERVATION => c.d.state().tot_pages as i64,
                 XENMEM_MAXIMUM_RESERVATION => cfg.max_pages as i64,
                 _ => max_gpfn(&c.d.state().e820) as i64,
             })
         }
         XENMEM_ADD_TO_PHYSMAP => add_to_physmap(c, arg),
+        XENMEM_INCREASE_RESERVATION | XENMEM_DECREASE_RESERVATION | XENMEM_POPULATE_PHYSMAP => {
+            let start = c.args[0] >> MEMOP_EXTENT_SHIFT;
+            super::reservation::reservation(c, cmd, start, arg)
+        }
         // HVM guests never see the host's map (hvm_memory_op).
         XENMEM_MACHINE_MEMORY_MAP | XENMEM_MACHPHYS_MAPPING => Err(Errno::ENOSYS),
         _ => {
@@ -106,6 +110,7 @@ fn add_to_physmap(c: &mut Call<'_>, arg: u64) -> HcResult {
         return Err(Errno::ENOSYS);
     }
     c.self_domid(domid)?;
+    let gpfn = Gfn::parse(gpfn)?.0;
     match space {
         XENMAPSPACE_SHARED_INFO => {
             if idx != 0 {

@@ -7,6 +7,7 @@ pub mod gnttab;
 pub mod hvm_op;
 pub mod memory_op;
 pub mod physdev_op;
+pub mod reservation;
 pub mod sched_op;
 pub mod vcpu_op;
 pub mod version;
@@ -84,6 +85,15 @@ pub(crate) fn dispatch(d: &Domain, vcpu: &mut dyn VcpuContext, nr: u64, args: [u
         x::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op(&mut call),
         x::HYPERVISOR_VCPU_OP => vcpu_op::vcpu_op(&mut call),
         x::HYPERVISOR_PHYSDEV_OP => physdev_op::physdev_op(&mut call),
+        x::HYPERVISOR_SET_TIMER_OP => {
+            let timeout = match mode {
+                GuestMode::Long64 => args[0] as i64,
+                // 32-bit: (lo, hi) halves of the s_time_t.
+                GuestMode::Protected32 => (args[0] | (args[1] << 32)) as i64,
+            };
+            d.set_timer_op(vcpu_id, timeout);
+            Ok(0)
+        }
         _ => {
             d.warn_once(nr, u64::MAX, "hypercall");
             Err(Errno::ENOSYS)

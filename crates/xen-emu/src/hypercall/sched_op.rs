@@ -67,18 +67,32 @@ pub fn sched_op(c: &mut Call<'_>) -> HcResult {
     }
 }
 
-/// `SCHEDOP_block`: enable event delivery, then sleep until an event is
-/// pending for this vCPU (or the VMM wakes it).
+/// `SCHEDOP_block` (`vcpu_block_enable_events`): enable event delivery,
+/// then sleep until an event is pending for this vCPU (or the VMM wakes
+/// it). With interrupts off (IF=0) a pending upcall does not count
+/// (`hvm_local_events_need_delivery`): the vCPU sleeps until the next
+/// event or wake-up.
 fn block(c: &mut Call<'_>) -> HcResult {
+    let parker = c.d.parkers.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
+    parker.clear();
     let vi = c.d.state().vcpu_info_gpa(c.vcpu_id);
     if let Some(vi) = vi {
         two_level::clear_upcall_mask(&*c.d.mem, vi)?;
     }
+    let if_on = c.g.vcpu.interrupts_enabled();
     let mem = &*c.d.mem;
-    let parker = c.d.parkers.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
-    parker.park(None, || {
-        vi.is_some_and(|g| two_level::upcall_pending(mem, g).unwrap_or(false))
-    });
+    let pending = || vi.is_some_and(|g| two_level::upcall_pending(mem, g).unwrap_or(false));
+    if if_on && pending() {
+        return Ok(0);
+    }
+    // With an interrupt route, the platform can halt the vCPU itself, so
+    // that its LAPIC timer and IPIs wake it too.
+    if if_on && c.d.has_upcall_route(c.vcpu_id) && c.g.vcpu.block_in_platform() {
+        return Ok(0);
+    }
+    c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_BLOCKED);
+    parker.park(None, || if_on && pending());
+    c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_RUNNING);
     Ok(0)
 }
 
@@ -114,12 +128,17 @@ fn poll(c: &mut Call<'_>) -> HcResult {
         ports.push(port);
     }
     let mem = &*c.d.mem;
+    // do_poll also returns for an upcall the vCPU can take now.
+    let if_on = c.g.vcpu.interrupts_enabled();
+    let vi = c.d.state().vcpu_info_gpa(c.vcpu_id);
     let any_pending = || {
-        shinfo.is_some_and(|s| {
-            ports
-                .iter()
-                .any(|p| two_level::is_pending(mem, s, compat, *p).unwrap_or(false))
-        })
+        let upcall = if_on && vi.is_some_and(|g| two_level::upcall_pending(mem, g).unwrap_or(false));
+        upcall
+            || shinfo.is_some_and(|s| {
+                ports
+                    .iter()
+                    .any(|p| two_level::is_pending(mem, s, compat, *p).unwrap_or(false))
+            })
     };
     if any_pending() {
         return Ok(0);
@@ -131,7 +150,9 @@ fn poll(c: &mut Call<'_>) -> HcResult {
     let parker = c.d.parkers.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
     let flag = c.d.polling.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
     flag.store(true, Ordering::SeqCst);
+    c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_BLOCKED);
     parker.park(deadline, any_pending);
+    c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_RUNNING);
     flag.store(false, Ordering::SeqCst);
     Ok(0)
 }

@@ -1,5 +1,6 @@
 //! `xkvm create [-F] [-c] [-p] [-q] [-n] CFG [KEY=VALUE...]`
 
+use anyhow::Context;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -57,11 +58,12 @@ fn file_and_overrides(args: &Args) -> anyhow::Result<(PathBuf, Vec<String>)> {
 pub fn load_config(args: &Args) -> anyhow::Result<xl_config::DomainConfig> {
     let (file, overrides) = file_and_overrides(args)?;
     eprintln!("Parsing config from {}", file.display());
-    let parsed = xl_config::load(&file, &overrides)?;
-    for w in &parsed.warnings {
+    // Like xl, print the warnings before any error that refuses the file.
+    let report = xl_config::load_report(&file, &overrides);
+    for w in &report.warnings {
         eprintln!("{w}");
     }
-    Ok(parsed.config)
+    Ok(report.result?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -72,16 +74,73 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             (config, xl_config::Flavour::Xl)
         };
-        println!("{}", xl_config::json::pretty(&xl_config::json::to_json(&config, flavour)));
+        println!("{}", config.to_json_string(flavour));
         return Ok(ExitCode::SUCCESS);
     }
-    if !args.foreground && !args.console {
-        // Background domains (a VMM process per domain, `xkvm list` etc.)
-        // arrive with the lifecycle commands; until then say so plainly.
-        anyhow::bail!("background domains are not supported yet: use -F (foreground) or -c");
+    if args.foreground {
+        if args.paused {
+            anyhow::bail!("-p (start paused) needs a background domain: drop -F");
+        }
+        return crate::foreground::run(config.with_defaults(), args.console);
     }
-    if args.paused {
-        anyhow::bail!("-p (start paused) is not supported yet");
+    let (file, overrides) = file_and_overrides(&args)?;
+    let mut rest = vec![file.to_string_lossy().into_owned()];
+    rest.extend(overrides);
+    let domid = spawn_vmm(&rest, args.paused)?;
+    let name = config.c_info.name.clone();
+    if !args.quiet {
+        tracing::info!("domain {name} created as {domid}");
     }
-    crate::foreground::run(config.with_defaults(), args.console)
+    if args.console {
+        let rd = crate::rundir::RunDir::open()?;
+        let dom = crate::resolve::find(&rd, &domid.to_string())?;
+        crate::console::attach(&dom.dir.console_socket(), &name)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the domain's VMM as its own session (`xkvm __run-domain`) and
+/// waits until it reports the domain running (its id) or failed (the
+/// reason, as an error).
+pub fn spawn_vmm(rest: &[String], paused: bool) -> anyhow::Result<u32> {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().context("finding the xkvm binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__run-domain");
+    if paused {
+        cmd.arg("-p");
+    }
+    cmd.arg("--")
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    // SAFETY: setsid is async-signal-safe; it detaches the VMM from our
+    // terminal and process group so it outlives this command.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().context("starting the VMM process")?;
+    let mut status = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        out.read_to_string(&mut status)
+            .context("reading the VMM's start-up status")?;
+    }
+    let line = status.lines().next().unwrap_or("");
+    if let Some(id) = line.strip_prefix("OK ") {
+        return id
+            .trim()
+            .parse()
+            .with_context(|| format!("the VMM reported a bad domain id {id:?}"));
+    }
+    // The VMM exits after a failed start; reap it.
+    let _ = child.wait();
+    match line.strip_prefix("ERR ") {
+        Some(reason) => anyhow::bail!("{reason}"),
+        None => anyhow::bail!("the VMM process ended before the domain started"),
+    }
 }

@@ -59,7 +59,15 @@ pub fn tokenize(data: &[u8]) -> Result<Vec<Token>, SyntaxError> {
                         i += n + 1;
                         TokenKind::Newline
                     }
-                    None => return Err(lexical(data, i, line, "lexical error", false)),
+                    None => {
+                        return Err(lexical(
+                            data,
+                            i,
+                            line,
+                            "a comment must end with a newline (xl refuses one at the very end of the file)",
+                            false,
+                        ))
+                    }
                 }
             }
             b';' => {
@@ -110,7 +118,7 @@ pub fn tokenize(data: &[u8]) -> Result<Vec<Token>, SyntaxError> {
                     data,
                     i,
                     line,
-                    "lexical error",
+                    "unexpected character",
                     looks_like_python(c),
                 ))
             }
@@ -155,14 +163,14 @@ fn quoted(data: &[u8], at: usize, line: u32) -> Result<(usize, String), SyntaxEr
     loop {
         match data.get(j) {
             None | Some(b'\n') => {
-                return Err(lexical(data, at, line, "lexical error", false));
+                return Err(lexical(data, at, line, "unterminated string", false));
             }
             Some(&b) if b == q => break,
             // libxl strings are C strings: xl itself aborts on a NUL here.
             Some(0) => return Err(lexical(data, at, line, "NUL byte in quoted string", false)),
             Some(b'\\') if q == b'"' => {
                 if matches!(data.get(j + 1), None | Some(b'\n')) {
-                    return Err(lexical(data, at, line, "lexical error", false));
+                    return Err(lexical(data, at, line, "unterminated string", false));
                 }
                 j += 2;
             }

@@ -52,16 +52,13 @@ impl Parser<'_> {
             Some(t) => SyntaxError {
                 line: t.line,
                 near: describe(&t.kind),
-                message: format!(
-                    "syntax error, unexpected {}, expecting {expecting}",
-                    kind_name(&t.kind)
-                ),
+                message: format!("unexpected {}, expecting {expecting}", kind_name(&t.kind)),
                 likely_python: false,
             },
             None => SyntaxError {
                 line: self.last_line(),
                 near: String::new(),
-                message: format!("syntax error, unexpected end of file, expecting {expecting}"),
+                message: format!("unexpected end of file, expecting {expecting}"),
                 likely_python: false,
             },
         }
@@ -189,12 +186,92 @@ fn describe(k: &TokenKind) -> String {
     match k {
         TokenKind::Ident(s) | TokenKind::Number(s) => s.clone(),
         TokenKind::Str(s) => format!("\"{s}\""),
-        TokenKind::Newline => String::new(),
+        TokenKind::Newline => "<newline>".into(),
         TokenKind::Semicolon => ";".into(),
         TokenKind::Comma => ",".into(),
         TokenKind::Assign => "=".into(),
         TokenKind::Append => "+=".into(),
         TokenKind::LBracket => "[".into(),
         TokenKind::RBracket => "]".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn value(src: &str, key: &str) -> Option<Value> {
+        parse(src.as_bytes())
+            .ok()?
+            .find(key)
+            .map(|s| s.value.clone())
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    #[test]
+    fn statements_end_at_newline_semicolon_or_eof() {
+        let st = parse(b"a=1;b='x'\n\nc = \"y\"").expect("valid");
+        assert_eq!(st.find("a").map(|s| &s.value), Some(&s("1")));
+        assert_eq!(st.find("b").map(|s| &s.value), Some(&s("x")));
+        assert_eq!(st.find("c").map(|s| s.line), Some(3));
+        assert!(parse(b"a=1 b=2\n").is_err());
+    }
+
+    #[test]
+    fn numbers_stay_text_until_a_key_reads_them() {
+        assert_eq!(value("m = 0x1f\n", "m"), Some(s("0x1f")));
+        assert_eq!(value("m = 010\n", "m"), Some(s("010")));
+        assert!(parse(b"m = 1.5\n").is_err());
+        assert!(parse(b"m = -1\n").is_err());
+    }
+
+    #[test]
+    fn lists_nest_span_lines_and_allow_a_trailing_comma() {
+        let v = value("l = [\n 'a' ,\n\n [ 1, 2 ],\n]\n", "l");
+        assert_eq!(
+            v,
+            Some(Value::List(vec![s("a"), Value::List(vec![s("1"), s("2")])]))
+        );
+        assert_eq!(value("l = [ ]\n", "l"), Some(Value::List(vec![])));
+        assert!(parse(b"l = [ , ]\n").is_err());
+        assert!(parse(b"l = [ 1 2 ]\n").is_err());
+    }
+
+    #[test]
+    fn later_settings_win_and_append_concatenates() {
+        assert_eq!(value("a = 'x'\na = 'y'\n", "a"), Some(s("y")));
+        assert_eq!(value("a = 'x'\na += 'y'\n", "a"), Some(s("xy")));
+        assert_eq!(
+            value("a = [1]\na += [2]\n", "a"),
+            Some(Value::List(vec![s("1"), s("2")]))
+        );
+        assert!(parse(b"a = [1]\na += 'x'\n").is_err());
+    }
+
+    #[test]
+    fn comments_need_a_newline_and_keys_are_lower_case() {
+        assert!(parse(b"a = 1 # note\n").is_ok());
+        assert!(parse(b"a = 1\n# note").is_err());
+        let e = parse(b"a = 1\nName = 2\n").expect_err("upper case");
+        assert_eq!((e.line, e.near.as_str()), (2, "Name"));
+    }
+
+    #[test]
+    fn escapes_follow_libxlu() {
+        assert_eq!(value(r#"a = "t\tq\"b\\""#, "a"), Some(s("t\tq\"b\\")));
+        // Octal escapes vanish; hex escapes are always refused.
+        assert_eq!(value(r#"a = "x\101y""#, "a"), Some(s("xy")));
+        assert!(parse(br#"a = "\x41""#).is_err());
+        assert!(parse(br#"a = "\q""#).is_err());
+        assert!(parse(b"a = \"open\n").is_err());
+    }
+
+    #[test]
+    fn python_looking_input_is_flagged() {
+        let e = parse(b"memory = 1.5\n").expect_err("python");
+        assert!(e.likely_python);
     }
 }

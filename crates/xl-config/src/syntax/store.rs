@@ -48,6 +48,11 @@ pub struct Store {
     warnings: std::cell::RefCell<Vec<String>>,
     /// The name used in messages (the file name as given).
     pub source: String,
+    /// Whether C's `errno` would still be ERANGE from the last number xl
+    /// parsed: libxlu clears errno before each conversion, and xl's vif
+    /// rate parser tests errno without clearing it, so a stale ERANGE from
+    /// an earlier key makes a valid `rate=` fail there.
+    stale_erange: std::cell::Cell<bool>,
 }
 
 impl Store {
@@ -90,7 +95,9 @@ impl Store {
         self.latest.get(name).and_then(|&i| self.settings.get(i))
     }
 
-    /// Every setting, in file order.
+    /// Every setting, in file order. A setting later extended with `+=`
+    /// has had its value moved into the newer one (only the newest setting
+    /// of a name is ever read).
     pub fn settings(&self) -> &[Setting] {
         &self.settings
     }
@@ -155,9 +162,11 @@ impl Store {
             }
             return Err(GetError::Invalid);
         }
+        self.stale_erange.set(false);
         let l = match strtol(text) {
             Strtol::Ok(l) => l,
             Strtol::Range => {
+                self.stale_erange.set(true);
                 if !quiet {
                     self.warn(format!(
                         "{}:{line}: warning: parameter `{name}' could not be parsed as a number: Numerical result out of range",
@@ -227,6 +236,11 @@ impl Store {
                 Err(GetError::Invalid)
             }
         }
+    }
+
+    /// See `stale_erange`.
+    pub fn errno_is_erange(&self) -> bool {
+        self.stale_erange.get()
     }
 
     /// The line a key was set on (for error messages).

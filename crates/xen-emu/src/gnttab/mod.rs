@@ -4,6 +4,9 @@
 //! Entries themselves live in the grant frames (special pages shared with
 //! the guest); this module only knows which frames exist and where.
 
+pub mod active;
+pub mod backend;
+
 use xen_abi::grant_table::{GrantEntryV1, GRANT_ENTRIES_V1_PER_FRAME};
 
 use crate::types::{Errno, GrantRef};
@@ -96,6 +99,25 @@ impl GrantTable {
     /// Where frame `idx` is mapped.
     pub fn gfn(&self, idx: u32) -> Option<u64> {
         self.gfns.get(idx as usize).copied().flatten()
+    }
+
+    /// Xen's `nr_grant_entries`: v1 entries in the frames the table has.
+    pub fn nr_entries(&self) -> u32 {
+        self.nr_frames.saturating_mul(GRANT_ENTRIES_V1_PER_FRAME)
+    }
+
+    /// Guest-physical address of entry `gref` for a grant operation:
+    /// `Err(())` past the table (`GNTST_bad_gntref`), `Ok(None)` when its
+    /// frame exists but the guest never mapped it (so it cannot have
+    /// granted anything there).
+    #[allow(clippy::result_unit_err)]
+    pub fn entry_gpa(&self, gref: GrantRef) -> Result<Option<u64>, ()> {
+        if gref.0 >= self.nr_entries() {
+            return Err(());
+        }
+        Ok(self
+            .entry_location(gref)
+            .map(|(g, off)| (g << xen_abi::PAGE_SHIFT) + off))
     }
 
     /// Guest frame and byte offset of grant entry `gref`, if its frame is mapped.

@@ -1,0 +1,164 @@
+//! The domain's PV devices: one xenbus backend per `disk=` entry, served by
+//! one thread that follows the frontends through XenStore watches, plus the
+//! glue that gives `xen-backends` the guest's grant table (the grant frames
+//! are overlays the guest placed with `XENMAPSPACE_grant_table`) and its
+//! event channels (`xen_emu::Domain`'s backend API).
+
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use xen_backends::blkback::conn::RingEnv;
+use xen_backends::blkback::BlockDevice;
+use xen_backends::evtchn::{EventChannels, Notify};
+use xen_backends::grant::GrantTable;
+use xen_backends::xenbus::Watch;
+use xen_emu::guest::Gpa;
+use xen_emu::platform::SpecialPage;
+use xen_emu::Domain;
+
+use crate::memory::DomainMemory;
+use crate::{VmConfig, VmmError};
+
+/// One `disk=` entry (see [`xen_backends::blkback::BlockSpec`]).
+pub type DiskSpec = xen_backends::blkback::BlockSpec;
+
+/// Safety-net re-check of the frontends without a watch event.
+const POLL: Duration = Duration::from_millis(250);
+/// v1 entries per grant frame.
+const ENTRIES_PER_FRAME: u32 = 512;
+
+/// The guest's grant table as the backends see it.
+struct DomainGrants {
+    mem: Arc<DomainMemory>,
+}
+
+impl GrantTable for DomainGrants {
+    fn entry_gpa(&self, gref: u32) -> Option<Gpa> {
+        let frame = gref / ENTRIES_PER_FRAME;
+        let gfn = self.mem.overlay_gfn(SpecialPage::GrantFrame(frame))?;
+        Some(gfn * crate::layout::PAGE_SIZE + u64::from(gref % ENTRIES_PER_FRAME) * 8)
+    }
+}
+
+/// The guest's event channels, from the backend domain's side.
+struct DomainEvtchn {
+    domain: Arc<Domain>,
+}
+
+impl EventChannels for DomainEvtchn {
+    fn bind(&self, port: u32, on_notify: Notify) -> Result<(), String> {
+        self.domain
+            .bind_backend_channel(port, Arc::new(move |_| on_notify()))
+            .map_err(|e| e.to_string())
+    }
+
+    fn notify(&self, port: u32) {
+        if let Err(e) = self.domain.backend_send(port) {
+            tracing::debug!("PV device notify on port {port}: {e}");
+        }
+    }
+
+    fn unbind(&self, port: u32) {
+        if let Err(e) = self.domain.backend_unbind(port) {
+            tracing::debug!("PV device unbind of port {port}: {e}");
+        }
+    }
+}
+
+enum Msg {
+    Wake,
+    Stop,
+}
+
+/// The running device thread.
+pub(crate) struct Devices {
+    tx: Sender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Devices {
+    /// Creates every configured device (XenStore nodes, images opened) and
+    /// starts the thread that runs their handshakes. Nothing to do without
+    /// devices.
+    pub fn start(
+        config: &VmConfig,
+        domain: Arc<Domain>,
+        mem: Arc<DomainMemory>,
+        store: &xenstore::Engine,
+    ) -> Result<Option<Self>, VmmError> {
+        if config.disks.is_empty() {
+            return Ok(None);
+        }
+        let (tx, rx) = mpsc::channel::<Msg>();
+        let wake_tx = tx.clone();
+        let wake: Notify = Arc::new(move || {
+            let _ = wake_tx.send(Msg::Wake);
+        });
+        let env = RingEnv {
+            mem: mem.clone(),
+            grants: Arc::new(DomainGrants { mem }),
+            evtchn: Arc::new(DomainEvtchn {
+                domain: domain.clone(),
+            }),
+            backend_domid: domain.config().backend_domid,
+            on_fatal: wake.clone(),
+        };
+        let domid = config.domid as u16;
+        let mut disks = Vec::new();
+        for spec in &config.disks {
+            match BlockDevice::create(store, env.clone(), domid, spec.clone()) {
+                Ok(d) => disks.push(d),
+                Err(e) => {
+                    for d in disks {
+                        d.destroy();
+                    }
+                    return Err(VmmError::Config(e.to_string()));
+                }
+            }
+        }
+        let watch = Watch::new(store, &format!("/local/domain/{domid}/device"), wake)
+            .map_err(VmmError::Config)?;
+        let thread = std::thread::Builder::new()
+            .name("xenbus".into())
+            .spawn(move || {
+                loop {
+                    let stop = matches!(
+                        rx.recv_timeout(POLL),
+                        Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected)
+                    );
+                    watch.drain();
+                    if stop {
+                        break;
+                    }
+                    for d in &mut disks {
+                        d.frontend_changed();
+                    }
+                }
+                drop(watch);
+                for d in disks {
+                    d.destroy();
+                }
+            })
+            .map_err(|e| VmmError::Thread(format!("spawning the xenbus thread: {e}")))?;
+        Ok(Some(Self {
+            tx,
+            thread: Some(thread),
+        }))
+    }
+
+    /// Disconnects every device (waiting for I/O in flight) and removes it.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Devices {
+    fn drop(&mut self) {
+        let _ = self.tx.send(Msg::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

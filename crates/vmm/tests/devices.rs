@@ -1,0 +1,305 @@
+//! PV block devices end to end on `/dev/kvm`, with real frontends: Debian's
+//! stock GRUB for Xen PVH finds `/boot/grub/grub.cfg` on an ext2 `disk=`
+//! and runs it, and a `grub-mkimage` GRUB prints sector 0 of a raw disk.
+//!
+//! Needs `/dev/kvm`, the Debian packages (`scripts/debian-deps.sh`) and
+//! `mke2fs` (e2fsprogs) on the host; without them the tests skip with the
+//! reason, except under `CI=true`, where they fail.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use vmm::{ConsoleIo, DiskSpec, DomainExit, RunOutcome, VmConfig, VmmError};
+
+const TIMEOUT: Duration = Duration::from_secs(300);
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips (prints why) or, under CI, fails.
+fn skip(test: &str, why: &str) {
+    if ci() {
+        panic!("{test}: {why}, and CI=true: this test must run");
+    }
+    eprintln!("{test}: skipped: {why}");
+}
+
+fn kvm_usable(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            skip(test, &format!("/dev/kvm is not usable ({e})"));
+            false
+        }
+    }
+}
+
+fn debian_root(test: &str) -> Option<PathBuf> {
+    if let Some(root) = std::env::var_os("XKVM_DEBS") {
+        return Some(PathBuf::from(root));
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/debian-deps.sh");
+    match std::process::Command::new(&script).output() {
+        Ok(out) if out.status.success() => Some(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )),
+        Ok(out) => {
+            skip(
+                test,
+                &format!(
+                    "Debian packages unavailable: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            skip(test, &format!("{}: {e}", script.display()));
+            None
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct SharedBuf(Arc<Mutex<Vec<u8>>>);
+
+impl SharedBuf {
+    fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Write for SharedBuf {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut b) = self.0.lock() {
+            b.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Run {
+    exit: Result<DomainExit, String>,
+    console: String,
+    log: String,
+}
+
+impl Run {
+    fn report(&self) -> String {
+        format!(
+            "exit: {:?}\n--- console ---\n{}\n--- console_io ---\n{}",
+            self.exit, self.console, self.log
+        )
+    }
+}
+
+fn boot(config: VmConfig) -> Run {
+    let console = SharedBuf::default();
+    let io = ConsoleIo::output_only(Box::new(console.clone()));
+    let (tx, rx) = mpsc::channel::<Result<RunOutcome, VmmError>>();
+    std::thread::spawn(move || {
+        let _ = tx.send(vmm::run_domain(config, io));
+    });
+    let (exit, log) = match rx.recv_timeout(TIMEOUT) {
+        Ok(Ok(o)) => (
+            Ok(o.exit),
+            String::from_utf8_lossy(&o.hypervisor_log).into_owned(),
+        ),
+        Ok(Err(e)) => (Err(format!("run_domain failed: {e}")), String::new()),
+        Err(_) => (
+            Err(format!("still running after {TIMEOUT:?}")),
+            String::new(),
+        ),
+    };
+    Run {
+        exit,
+        console: console.text(),
+        log,
+    }
+}
+
+fn disk(path: &Path, vdev: &str) -> DiskSpec {
+    DiskSpec {
+        path: path.to_owned(),
+        vdev: vdev.into(),
+        readonly: false,
+        cdrom: false,
+        discard: true,
+    }
+}
+
+/// An ext2 image holding `/boot/grub/grub.cfg` (`mke2fs -d`).
+fn ext2_with_grub_cfg(dir: &Path, cfg: &str) -> Result<PathBuf, String> {
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("boot/grub")).map_err(|e| e.to_string())?;
+    std::fs::write(tree.join("boot/grub/grub.cfg"), cfg).map_err(|e| e.to_string())?;
+    let img = dir.join("boot.ext2");
+    let mke2fs = ["/usr/sbin/mke2fs", "/sbin/mke2fs", "mke2fs"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("mke2fs");
+    let out = std::process::Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext2", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("4M")
+        .output()
+        .map_err(|e| format!("mke2fs (e2fsprogs): {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "mke2fs failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(img)
+}
+
+#[test]
+fn debian_grub_pvh_runs_grub_cfg_from_an_ext2_disk() {
+    let test = "grub-ext2";
+    if !kvm_usable(test) {
+        return;
+    }
+    let Some(root) = debian_root(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "XKVM-EXT2-MARKER read from /boot/grub/grub.cfg";
+    let img = match ext2_with_grub_cfg(dir.path(), &format!("echo {marker}\nhalt\n")) {
+        Ok(i) => i,
+        Err(e) => return skip(test, &e),
+    };
+    let grub = root.join("usr/lib/grub-xen/grub-i386-xen_pvh.bin");
+    let mut cfg = VmConfig::new("xkvm-test-grub-ext2", &grub);
+    cfg.memory_mib = 128;
+    cfg.max_memory_mib = 128;
+    cfg.disks.push(disk(&img, "xvda"));
+    let run = boot(cfg);
+    if std::env::var_os("XKVM_SHOW_CONSOLE").is_some() {
+        eprintln!("{}", run.report());
+    }
+    assert!(
+        run.console.contains(marker),
+        "GRUB did not run grub.cfg from the disk\n{}",
+        run.report()
+    );
+    assert_eq!(run.exit, Ok(DomainExit::Poweroff), "{}", run.report());
+}
+
+#[test]
+fn grub_mkimage_cats_sector_0_of_a_raw_disk() {
+    let test = "grub-raw";
+    if !kvm_usable(test) {
+        return;
+    }
+    let Some(root) = debian_root(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let marker = "XKVM-SECTOR0-MARKER";
+    let mut sector0 = format!("{marker} on sector zero\n").into_bytes();
+    sector0.resize(512, b'\n');
+    let mut raw = sector0;
+    raw.extend(std::iter::repeat_n(b'x', 512 * 63));
+    let img = dir.path().join("raw.img");
+    std::fs::write(&img, &raw).unwrap();
+    let gcfg = dir.path().join("embed.cfg");
+    std::fs::write(&gcfg, "cat (xen/xvdb)0+1\necho XKVM-CAT-DONE\nhalt\n").unwrap();
+    let image = dir.path().join("grub.elf");
+    let out = std::process::Command::new(root.join("usr/bin/grub-mkimage"))
+        .args(["-O", "i386-xen_pvh", "-p", "/"])
+        .arg("-d")
+        .arg(root.join("usr/lib/grub/i386-xen_pvh"))
+        .arg("-c")
+        .arg(&gcfg)
+        .arg("-o")
+        .arg(&image)
+        .args(["cat", "echo", "halt", "blocklist"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "grub-mkimage: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut cfg = VmConfig::new("xkvm-test-grub-raw", &image);
+    cfg.memory_mib = 128;
+    cfg.max_memory_mib = 128;
+    cfg.disks.push(disk(&img, "xvdb"));
+    let run = boot(cfg);
+    assert!(
+        run.console.contains(&format!("{marker} on sector zero")),
+        "GRUB's cat did not print sector 0\n{}",
+        run.report()
+    );
+    assert!(run.console.contains("XKVM-CAT-DONE"), "{}", run.report());
+    assert_eq!(run.exit, Ok(DomainExit::Poweroff), "{}", run.report());
+}
+
+/// The `blkfront` test guest (64-bit: x86_64-abi, 32-bit: x86_32-abi)
+/// issues every request type against a raw image; the image is checked
+/// afterwards.
+fn blkfront(guest: &str) {
+    if !kvm_usable(guest) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("disk.img");
+    std::fs::write(&img, vec![0xeeu8; 128 * 512]).unwrap();
+    let mut cfg = VmConfig::new(format!("xkvm-test-{guest}"), xkvm_guests::path(guest));
+    cfg.memory_mib = 64;
+    cfg.max_memory_mib = 64;
+    cfg.disks.push(disk(&img, "xvda"));
+    let run = boot(cfg);
+    assert!(
+        run.log.contains(&format!("XKVM-TEST {guest}: PASS")),
+        "{}",
+        run.report()
+    );
+    assert_eq!(run.exit, Ok(DomainExit::Poweroff), "{}", run.report());
+    let data = std::fs::read(&img).unwrap();
+    for s in 16..24 {
+        assert!(
+            data[s * 512..(s + 1) * 512]
+                .iter()
+                .all(|&b| b == 0xa0 + (s - 16) as u8),
+            "WRITE reached sector {s}"
+        );
+    }
+    for s in 24..32 {
+        assert!(
+            data[s * 512..(s + 1) * 512]
+                .iter()
+                .all(|&b| b == 0x30 + (s - 24) as u8),
+            "WRITE_BARRIER reached sector {s}"
+        );
+    }
+    assert!(
+        data[32 * 512..40 * 512].iter().all(|&b| b == 0),
+        "DISCARD zeroed sectors 32..39"
+    );
+    assert!(data[40 * 512..].iter().all(|&b| b == 0xee));
+}
+
+#[test]
+fn blkfront_guest_x86_64_abi() {
+    blkfront("blkfront");
+}
+
+#[test]
+fn blkfront_guest_x86_32_abi() {
+    blkfront("blkfront32");
+}

@@ -1,0 +1,188 @@
+//! CPUID and the hypercall MSR as the guest sees them on /dev/kvm, with and
+//! without `viridian`: a hand-assembled 32-bit guest reads the hypervisor
+//! leaves, installs the hypercall page through the MSR named in base+2 EBX,
+//! and reports what it saw with console_io. Skips without /dev/kvm unless
+//! CI=true.
+
+use vmm::elf::build::{image, NoteVia};
+use vmm::{ConsoleIo, DomainExit, VmConfig};
+
+const BASE: u32 = 0x10_0000;
+const HCALL_PAGE: u32 = 0x20_0000;
+const OUT: u32 = 0x800; // 16 bytes of results
+const REASON: u32 = 0x900;
+
+fn kvm_available() -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but /dev/kvm is unusable: {e}");
+            }
+            eprintln!("skipping: /dev/kvm is unusable ({e})");
+            false
+        }
+    }
+}
+
+/// Stores EBX of leaf `first` and of `xen_base`, and EAX/EBX of
+/// `xen_base + 2`, then uses that MSR for the hypercall page and prints the
+/// 16 bytes.
+fn guest(xen_base: u32) -> Vec<u8> {
+    let mut c: Vec<u8> = Vec::new();
+    let imm = |c: &mut Vec<u8>, op: &[u8], v: u32| {
+        c.extend_from_slice(op);
+        c.extend_from_slice(&v.to_le_bytes());
+    };
+    let cpuid_store = |c: &mut Vec<u8>, leaf: u32, reg_to_eax: &[u8], at: u32| {
+        imm(c, &[0xb8], leaf); // mov eax, leaf
+        c.extend_from_slice(&[0x31, 0xc9, 0x0f, 0xa2]); // xor ecx,ecx; cpuid
+        c.extend_from_slice(reg_to_eax); // mov eax, <reg>
+        imm(c, &[0xa3], BASE + at); // mov [at], eax
+    };
+    imm(&mut c, &[0xbc], 0x8_0000);
+    cpuid_store(&mut c, 0x4000_0000, &[0x89, 0xd8], OUT); // ebx
+    cpuid_store(&mut c, xen_base, &[0x89, 0xd8], OUT + 4); // ebx
+    cpuid_store(&mut c, xen_base + 2, &[0x90, 0x90], OUT + 8); // eax (pages)
+    cpuid_store(&mut c, xen_base + 2, &[0x89, 0xd8], OUT + 12); // ebx (MSR)
+                                                                // wrmsr(MSR from base+2, page)
+    c.extend_from_slice(&[0x89, 0xd9]); // mov ecx, ebx
+    imm(&mut c, &[0xb8], HCALL_PAGE);
+    c.extend_from_slice(&[0x31, 0xd2, 0x0f, 0x30]);
+    let call = |c: &mut Vec<u8>, nr: u32| {
+        let next = BASE + c.len() as u32 + 5;
+        imm(c, &[0xe8], (HCALL_PAGE + nr * 32).wrapping_sub(next));
+    };
+    imm(&mut c, &[0xbb], 0);
+    imm(&mut c, &[0xb9], 16);
+    imm(&mut c, &[0xba], BASE + OUT);
+    call(&mut c, 18);
+    imm(&mut c, &[0xbb], 2);
+    imm(&mut c, &[0xb9], BASE + REASON);
+    call(&mut c, 29);
+    c.extend_from_slice(&[0xf4, 0xeb, 0xfd]);
+    c.resize(0xa00, 0);
+    c
+}
+
+fn run(viridian: bool) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = dir.path().join("kernel");
+    let base = if viridian { 0x4000_0100 } else { 0x4000_0000 };
+    std::fs::write(
+        &kernel,
+        image(
+            false,
+            u64::from(BASE),
+            &guest(base),
+            0,
+            BASE,
+            NoteVia::ProgramHeader,
+        ),
+    )
+    .expect("write kernel");
+    let mut cfg = VmConfig::new("cpuid", &kernel);
+    cfg.viridian = viridian;
+    let outcome = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))
+        .expect("run_domain");
+    assert_eq!(outcome.exit, DomainExit::Poweroff);
+    outcome.hypervisor_log
+}
+
+fn word(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+#[test]
+fn xen_leaves_at_0x40000000_without_viridian() {
+    if !kvm_available() {
+        return;
+    }
+    let r = run(false);
+    assert_eq!(r.len(), 16, "{r:x?}");
+    assert_eq!(&r[0..4], b"XenV");
+    assert_eq!(&r[4..8], b"XenV");
+    assert_eq!(word(&r, 2), 1, "one hypercall page");
+    assert_eq!(word(&r, 3), 0x4000_0000);
+}
+
+#[test]
+fn viridian_puts_hyperv_first_and_moves_the_hypercall_msr() {
+    if !kvm_available() {
+        return;
+    }
+    let r = run(true);
+    assert_eq!(r.len(), 16, "{r:x?}");
+    assert_eq!(&r[0..4], b"Micr");
+    assert_eq!(&r[4..8], b"XenV");
+    assert_eq!(word(&r, 3), 0x4000_0200);
+}
+
+/// Prints CPUID.1:EDX (4 bytes) with console_io.
+fn leaf1_guest() -> Vec<u8> {
+    let mut c: Vec<u8> = Vec::new();
+    let imm = |c: &mut Vec<u8>, op: &[u8], v: u32| {
+        c.extend_from_slice(op);
+        c.extend_from_slice(&v.to_le_bytes());
+    };
+    imm(&mut c, &[0xbc], 0x8_0000);
+    imm(&mut c, &[0xb9], 0x4000_0000);
+    imm(&mut c, &[0xb8], HCALL_PAGE);
+    c.extend_from_slice(&[0x31, 0xd2, 0x0f, 0x30]);
+    imm(&mut c, &[0xb8], 1);
+    c.extend_from_slice(&[0x31, 0xc9, 0x0f, 0xa2]); // cpuid
+    c.extend_from_slice(&[0x89, 0xd0]); // mov eax, edx
+    imm(&mut c, &[0xa3], BASE + OUT);
+    let call = |c: &mut Vec<u8>, nr: u32| {
+        let next = BASE + c.len() as u32 + 5;
+        imm(c, &[0xe8], (HCALL_PAGE + nr * 32).wrapping_sub(next));
+    };
+    imm(&mut c, &[0xbb], 0);
+    imm(&mut c, &[0xb9], 4);
+    imm(&mut c, &[0xba], BASE + OUT);
+    call(&mut c, 18);
+    imm(&mut c, &[0xbb], 2);
+    imm(&mut c, &[0xb9], BASE + REASON);
+    call(&mut c, 29);
+    c.extend_from_slice(&[0xf4, 0xeb, 0xfd]);
+    c.resize(0xa00, 0);
+    c
+}
+
+#[test]
+fn apic_0_hides_the_apic_from_cpuid_at_run_time() {
+    if !kvm_available() {
+        return;
+    }
+    for (apic, expect) in [(true, true), (false, false)] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let kernel = dir.path().join("kernel");
+        std::fs::write(
+            &kernel,
+            image(
+                false,
+                u64::from(BASE),
+                &leaf1_guest(),
+                0,
+                BASE,
+                NoteVia::ProgramHeader,
+            ),
+        )
+        .expect("write kernel");
+        let mut cfg = VmConfig::new("apic", &kernel);
+        cfg.apic = apic;
+        let o = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))
+            .expect("run_domain");
+        assert_eq!(o.hypervisor_log.len(), 4);
+        let edx = word(&o.hypervisor_log, 0);
+        assert_eq!(
+            edx & (1 << 9) != 0,
+            expect,
+            "apic={apic}: CPUID.1:EDX {edx:#x}"
+        );
+    }
+}

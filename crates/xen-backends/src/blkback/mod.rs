@@ -1,0 +1,285 @@
+//! The block backend (`vbd`): one [`BlockDevice`] per `disk=` entry. It
+//! writes the device's XenStore directories as libxl and blkback do,
+//! follows the frontend through the XenbusState handshake and runs a
+//! [`conn::Connection`] while connected.
+
+pub mod conn;
+pub mod disk;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use xenstore::Engine;
+
+use crate::blkif::{Abi, MAX_INDIRECT_SEGMENTS};
+use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
+use conn::{ConnectParams, Connection, RingEnv};
+use disk::DiskImage;
+
+/// `max-ring-page-order` we offer (16 pages, as Linux blkback's default
+/// maximum `xen_blkif_max_ring_order`).
+pub const MAX_RING_PAGE_ORDER: u32 = 4;
+/// `VDISK_*` bits of the `info` node.
+const VDISK_CDROM: u32 = 1;
+const VDISK_REMOVABLE: u32 = 2;
+const VDISK_READONLY: u32 = 4;
+
+/// One `disk=` entry as the backend needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockSpec {
+    /// The image file or block device (`target=`).
+    pub path: PathBuf,
+    /// Guest device name (`vdev=`), e.g. `xvda`.
+    pub vdev: String,
+    pub readonly: bool,
+    pub cdrom: bool,
+    /// `discard` / `no-discard` (libxl default: enabled).
+    pub discard: bool,
+}
+
+/// Why a block device could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum BlockError {
+    #[error("disk {vdev}: cannot open {path}: {source}")]
+    Open {
+        vdev: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("disk {0}: not a valid virtual device name (expected e.g. xvda, hda, sdb)")]
+    Vdev(String),
+    #[error("disk {vdev}: writing its XenStore nodes: {err}")]
+    Store { vdev: String, err: String },
+}
+
+/// One virtual block device.
+pub struct BlockDevice {
+    store: Engine,
+    env: RingEnv,
+    spec: BlockSpec,
+    paths: DevicePaths,
+    disk: Arc<DiskImage>,
+    state: XenbusState,
+    conn: Option<Connection>,
+}
+
+impl BlockDevice {
+    /// Opens the image and writes the device into XenStore, ending in
+    /// InitWait (the frontend may connect from then on).
+    pub fn create(
+        store: &Engine,
+        env: RingEnv,
+        frontend_domid: u16,
+        spec: BlockSpec,
+    ) -> Result<Self, BlockError> {
+        let devid =
+            xenbus::vdev_to_devid(&spec.vdev).ok_or_else(|| BlockError::Vdev(spec.vdev.clone()))?;
+        let disk =
+            DiskImage::open(&spec.path, spec.readonly).map_err(|source| BlockError::Open {
+                vdev: spec.vdev.clone(),
+                path: spec.path.clone(),
+                source,
+            })?;
+        let paths = DevicePaths::new(DeviceKind::Vbd, frontend_domid, env.backend_domid, devid);
+        let dev = Self {
+            store: store.clone(),
+            env,
+            spec,
+            paths,
+            disk: Arc::new(disk),
+            state: XenbusState::Initialising,
+            conn: None,
+        };
+        dev.write_nodes().map_err(|err| BlockError::Store {
+            vdev: dev.spec.vdev.clone(),
+            err,
+        })?;
+        Ok(dev)
+    }
+
+    pub fn paths(&self) -> &DevicePaths {
+        &self.paths
+    }
+
+    pub fn state(&self) -> XenbusState {
+        self.state
+    }
+
+    fn write_nodes(&self) -> Result<(), String> {
+        let s = &self.spec;
+        let devtype = if s.cdrom { "cdrom" } else { "disk" };
+        let discard = s.discard && !s.readonly;
+        let front = [
+            ("virtual-device", self.paths.devid.to_string()),
+            ("device-type", devtype.to_owned()),
+            ("trusted", "1".to_owned()),
+        ];
+        let mut back = vec![
+            ("params", s.path.display().to_string()),
+            ("type", "phy".to_owned()),
+            ("mode", if s.readonly { "r" } else { "w" }.to_owned()),
+            ("device-type", devtype.to_owned()),
+            ("removable", u32::from(s.cdrom).to_string()),
+            ("bootable", "1".to_owned()),
+            ("dev", s.vdev.clone()),
+            ("discard-enable", u32::from(discard).to_string()),
+            // What blkback adds in its probe and connect.
+            ("feature-flush-cache", "1".to_owned()),
+            ("feature-barrier", "1".to_owned()),
+            ("feature-persistent", "1".to_owned()),
+            (
+                "feature-max-indirect-segments",
+                MAX_INDIRECT_SEGMENTS.to_string(),
+            ),
+            ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
+        ];
+        if discard {
+            back.extend([
+                ("feature-discard", "1".to_owned()),
+                ("discard-granularity", "4096".to_owned()),
+                ("discard-alignment", "0".to_owned()),
+                ("discard-secure", "0".to_owned()),
+            ]);
+        }
+        back.extend(self.size_nodes());
+        xenbus::add_device(&self.store, &self.paths, &front, &back).map_err(|e| e.to_string())?;
+        xenbus::set_backend_state(&self.store, &self.paths, XenbusState::InitWait);
+        Ok(())
+    }
+
+    fn size_nodes(&self) -> Vec<(&'static str, String)> {
+        let mut info = 0;
+        if self.spec.cdrom {
+            info |= VDISK_CDROM | VDISK_REMOVABLE;
+        }
+        if self.spec.readonly {
+            info |= VDISK_READONLY;
+        }
+        vec![
+            ("sectors", self.disk.sectors().to_string()),
+            ("sector-size", "512".to_owned()),
+            ("physical-sector-size", "512".to_owned()),
+            ("info", info.to_string()),
+        ]
+    }
+
+    fn set_state(&mut self, s: XenbusState) {
+        self.state = s;
+        xenbus::set_backend_state(&self.store, &self.paths, s);
+    }
+
+    /// Reacts to the frontend's state (call on every watch event) and to a
+    /// ring that failed: blkback's `frontend_changed`.
+    pub fn frontend_changed(&mut self) {
+        if let Some(msg) = self.conn.as_ref().and_then(Connection::fatal) {
+            self.disconnect();
+            xenbus::dev_fatal(&self.store, &self.paths, &msg);
+            self.state = XenbusState::Closing;
+            return;
+        }
+        let fs = xenbus::frontend_state(&self.store, &self.paths);
+        match fs {
+            XenbusState::Initialising => {
+                // A frontend that reset after a close (e.g. GRUB handing
+                // over to the kernel) may connect again.
+                if matches!(self.state, XenbusState::Closed | XenbusState::Closing) {
+                    self.disconnect();
+                    self.set_state(XenbusState::InitWait);
+                }
+            }
+            XenbusState::Initialised | XenbusState::Connected => {
+                if self.state == XenbusState::Connected || self.state == XenbusState::Closing {
+                    return;
+                }
+                match self.connect() {
+                    Ok(()) => {
+                        // Sizes again, as blkback's connect() writes them.
+                        for (k, v) in self.size_nodes() {
+                            let _ = self.store.write(&self.paths.backend_key(k), v.as_bytes());
+                        }
+                        self.set_state(XenbusState::Connected);
+                    }
+                    Err(e) => {
+                        xenbus::dev_fatal(&self.store, &self.paths, &e);
+                        self.state = XenbusState::Closing;
+                    }
+                }
+            }
+            XenbusState::Closing => {
+                self.disconnect();
+                if self.state != XenbusState::Closing {
+                    self.set_state(XenbusState::Closing);
+                }
+            }
+            XenbusState::Closed | XenbusState::Unknown => {
+                self.disconnect();
+                if self.state != XenbusState::Closed {
+                    self.set_state(XenbusState::Closed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn read_front(&self, key: &str) -> Option<String> {
+        xenbus::read_str(&self.store, &self.paths.frontend_key(key))
+    }
+
+    fn connect_params(&self) -> Result<ConnectParams, String> {
+        let num = |key: &str| -> Result<u32, String> {
+            self.read_front(key)
+                .ok_or_else(|| format!("frontend did not write {key}"))?
+                .parse()
+                .map_err(|_| format!("frontend's {key} is not a number"))
+        };
+        let ring_refs = match self.read_front("ring-page-order") {
+            Some(o) => {
+                let order: u32 = o
+                    .parse()
+                    .map_err(|_| "frontend's ring-page-order is not a number".to_owned())?;
+                if order > MAX_RING_PAGE_ORDER {
+                    return Err(format!(
+                        "ring-page-order {order} exceeds max-ring-page-order {MAX_RING_PAGE_ORDER}"
+                    ));
+                }
+                (0..1u32 << order)
+                    .map(|i| num(&format!("ring-ref{i}")))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => vec![num("ring-ref")?],
+        };
+        let port = num("event-channel")?;
+        let proto = self.read_front("protocol");
+        let abi = Abi::from_protocol(proto.as_deref())
+            .ok_or_else(|| format!("unknown protocol {proto:?}"))?;
+        let persistent = self.read_front("feature-persistent").as_deref() == Some("1");
+        Ok(ConnectParams {
+            ring_refs,
+            port,
+            abi,
+            persistent,
+        })
+    }
+
+    fn connect(&mut self) -> Result<(), String> {
+        self.disconnect();
+        let params = self.connect_params()?;
+        tracing::debug!("{}: connecting {params:?}", self.paths);
+        let discard = self.spec.discard && !self.spec.readonly;
+        let conn = Connection::connect(&self.env, self.disk.clone(), discard, params)?;
+        self.conn = Some(conn);
+        Ok(())
+    }
+
+    fn disconnect(&mut self) {
+        if let Some(c) = self.conn.take() {
+            c.disconnect();
+        }
+    }
+
+    /// Unplugs the device: disconnects and removes both directories.
+    pub fn destroy(mut self) {
+        self.disconnect();
+        xenbus::remove_device(&self.store, &self.paths);
+    }
+}

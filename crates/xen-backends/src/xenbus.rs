@@ -1,0 +1,370 @@
+//! The xenbus side of a PV device: where its frontend and backend
+//! directories live in XenStore, the keys and permissions libxl writes there
+//! (`libxl__device_generic_add`), the `XenbusState` handshake values, and a
+//! watch that wakes the backend when the frontend changes.
+
+use std::fmt;
+
+use xenstore::perms::Perms;
+use xenstore::wire::{push_msg, MsgType};
+use xenstore::{ConnId, DomId, Engine, Waker, XsError};
+
+/// `enum xenbus_state` (`io/xenbus.h`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XenbusState {
+    Unknown = 0,
+    Initialising = 1,
+    InitWait = 2,
+    Initialised = 3,
+    Connected = 4,
+    Closing = 5,
+    Closed = 6,
+    Reconfiguring = 7,
+    Reconfigured = 8,
+}
+
+impl XenbusState {
+    /// Parses a `state` node; anything unparsable is `Unknown`, as
+    /// `xenbus_read_driver_state` makes of it.
+    pub fn parse(bytes: &[u8]) -> Self {
+        let n = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        match n {
+            Some(1) => Self::Initialising,
+            Some(2) => Self::InitWait,
+            Some(3) => Self::Initialised,
+            Some(4) => Self::Connected,
+            Some(5) => Self::Closing,
+            Some(6) => Self::Closed,
+            Some(7) => Self::Reconfiguring,
+            Some(8) => Self::Reconfigured,
+            _ => Self::Unknown,
+        }
+    }
+
+    /// The node's text.
+    pub fn as_str(self) -> &'static str {
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8"][self as usize]
+    }
+}
+
+/// The device classes this crate serves (the XenStore directory names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// Block device (`vbd`, blkif).
+    Vbd,
+    /// Network interface (`vif`, netif).
+    Vif,
+    /// Additional console (`console`).
+    Console,
+}
+
+impl DeviceKind {
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Vbd => "vbd",
+            Self::Vif => "vif",
+            Self::Console => "console",
+        }
+    }
+}
+
+/// One device's two XenStore directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevicePaths {
+    pub kind: DeviceKind,
+    pub frontend_domid: DomId,
+    pub backend_domid: DomId,
+    pub devid: u32,
+    /// `/local/domain/<domid>/device/<kind>/<devid>`.
+    pub frontend: String,
+    /// `/local/domain/<backend>/backend/<kind>/<domid>/<devid>`.
+    pub backend: String,
+}
+
+impl DevicePaths {
+    pub fn new(kind: DeviceKind, frontend_domid: DomId, backend_domid: DomId, devid: u32) -> Self {
+        let k = kind.dir();
+        Self {
+            kind,
+            frontend_domid,
+            backend_domid,
+            devid,
+            frontend: format!("/local/domain/{frontend_domid}/device/{k}/{devid}"),
+            backend: format!("/local/domain/{backend_domid}/backend/{k}/{frontend_domid}/{devid}"),
+        }
+    }
+
+    pub fn frontend_key(&self, key: &str) -> String {
+        format!("{}/{key}", self.frontend)
+    }
+
+    pub fn backend_key(&self, key: &str) -> String {
+        format!("{}/{key}", self.backend)
+    }
+}
+
+impl fmt::Display for DevicePaths {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.kind.dir(), self.devid)
+    }
+}
+
+/// Creates both directories as `libxl__device_generic_add` does: the
+/// frontend owned by the guest and readable by the backend, the backend
+/// owned by the backend domain and readable by the guest; the cross links
+/// (`backend`, `backend-id`, `frontend`, `frontend-id`) and `state` =
+/// Initialising on both sides; then the device class's own keys. One
+/// transaction, so a frontend never sees half a device.
+pub fn add_device(
+    store: &Engine,
+    paths: &DevicePaths,
+    front: &[(&str, String)],
+    back: &[(&str, String)],
+) -> Result<(), XsError> {
+    // Owner first (with everybody else's access), then the other side.
+    let perms = |owner: DomId, reader: DomId| {
+        let o = format!("n{owner}");
+        let r = format!("r{reader}");
+        Perms::parse([o.as_bytes(), r.as_bytes()])
+    };
+    let front_perms = perms(paths.frontend_domid, paths.backend_domid)?;
+    let back_perms = perms(paths.backend_domid, paths.frontend_domid)?;
+    store.transaction(|t| {
+        let _ = t.rm(&paths.frontend);
+        let _ = t.rm(&paths.backend);
+        t.mkdir(&paths.frontend)?;
+        t.set_perms(&paths.frontend, &front_perms)?;
+        t.mkdir(&paths.backend)?;
+        t.set_perms(&paths.backend, &back_perms)?;
+        let init = XenbusState::Initialising.as_str().as_bytes();
+        t.write(&paths.frontend_key("backend"), paths.backend.as_bytes())?;
+        t.write(
+            &paths.frontend_key("backend-id"),
+            paths.backend_domid.to_string().as_bytes(),
+        )?;
+        t.write(&paths.frontend_key("state"), init)?;
+        for (k, v) in front {
+            t.write(&paths.frontend_key(k), v.as_bytes())?;
+        }
+        t.write(&paths.backend_key("frontend"), paths.frontend.as_bytes())?;
+        t.write(
+            &paths.backend_key("frontend-id"),
+            paths.frontend_domid.to_string().as_bytes(),
+        )?;
+        t.write(&paths.backend_key("online"), b"1")?;
+        t.write(&paths.backend_key("state"), init)?;
+        for (k, v) in back {
+            t.write(&paths.backend_key(k), v.as_bytes())?;
+        }
+        Ok(())
+    })
+}
+
+/// Removes both directories (device unplug / domain teardown).
+pub fn remove_device(store: &Engine, paths: &DevicePaths) {
+    let _ = store.rm(&paths.frontend);
+    let _ = store.rm(&paths.backend);
+}
+
+/// Reads a node as trimmed text.
+pub fn read_str(store: &Engine, path: &str) -> Option<String> {
+    let v = store.read(path).ok()?;
+    String::from_utf8(v)
+        .ok()
+        .map(|s| s.trim_end_matches('\0').trim().to_owned())
+}
+
+/// Reads a node as an unsigned number.
+pub fn read_u64(store: &Engine, path: &str) -> Option<u64> {
+    read_str(store, path)?.parse().ok()
+}
+
+/// The frontend's state (`Unknown` when the node is missing: the
+/// frontend directory went away).
+pub fn frontend_state(store: &Engine, paths: &DevicePaths) -> XenbusState {
+    store
+        .read(&paths.frontend_key("state"))
+        .map_or(XenbusState::Unknown, |v| XenbusState::parse(&v))
+}
+
+/// Sets the backend's `state` node.
+pub fn set_backend_state(store: &Engine, paths: &DevicePaths, s: XenbusState) {
+    if let Err(e) = store.write(&paths.backend_key("state"), s.as_str().as_bytes()) {
+        tracing::warn!("{paths}: writing backend state {s:?}: {e}");
+    }
+}
+
+/// Reports a fatal device error as `xenbus_dev_fatal` does: the message in
+/// `error/<backend path>/error` of the backend domain, and the device
+/// moves to Closing.
+pub fn dev_fatal(store: &Engine, paths: &DevicePaths, msg: &str) {
+    tracing::warn!("{paths}: {msg}");
+    let node = format!(
+        "/local/domain/{}/error{}/error",
+        paths.backend_domid, paths.backend
+    );
+    let _ = store.write(&node, msg.as_bytes());
+    set_backend_state(store, paths, XenbusState::Closing);
+}
+
+/// A XenStore watch held by a backend (a privileged connection of its
+/// own). The engine calls `waker` whenever an event is queued; the owner
+/// then calls [`Watch::drain`] and re-reads whatever it watches.
+pub struct Watch {
+    store: Engine,
+    conn: ConnId,
+}
+
+impl Watch {
+    /// Watches `path` (and everything below it).
+    pub fn new(store: &Engine, path: &str, waker: Waker) -> Result<Self, String> {
+        let conn = store.connect(0, Some(waker));
+        let mut msg = Vec::new();
+        let mut p = path.as_bytes().to_vec();
+        p.push(0);
+        push_msg(&mut msg, MsgType::Watch as u32, 1, 0, &[&p, b"xkvm\0"]);
+        store
+            .feed(conn, &msg, usize::MAX)
+            .map_err(|e| format!("watching {path}: {e:?}"))?;
+        let w = Self {
+            store: store.clone(),
+            conn,
+        };
+        w.drain();
+        Ok(w)
+    }
+
+    /// Throws away the queued replies and events (the owner re-reads state).
+    pub fn drain(&self) -> bool {
+        let mut out = Vec::new();
+        self.store.take_output(self.conn, &mut out)
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.store.disconnect(self.conn);
+    }
+}
+
+/// The Xen device number of a virtual device name, as
+/// `libxl__device_disk_dev_number` computes it (`xen-vbd-interface(7)`):
+/// `xvdX[N]`, `hdX[N]`, `sdX[N]`, `dN[pM]` or a plain number.
+pub fn vdev_to_devid(vdev: &str) -> Option<u32> {
+    if let Ok(n) = vdev.parse::<u32>() {
+        return Some(n);
+    }
+    if let Some(rest) = vdev.strip_prefix('d') {
+        let (disk, part) = match rest.split_once('p') {
+            Some((d, p)) => (d.parse::<u32>().ok()?, p.parse::<u32>().ok()?),
+            None => (rest.parse::<u32>().ok()?, 0),
+        };
+        return xvd_number(disk, part);
+    }
+    let (prefix, rest) = ["xvd", "hd", "sd"]
+        .iter()
+        .find_map(|p| vdev.strip_prefix(p).map(|r| (*p, r)))?;
+    let letters: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase())
+        .collect();
+    let digits = &rest[letters.len()..];
+    if letters.is_empty() || letters.len() > 3 {
+        return None;
+    }
+    // Bijective base 26: a=0 .. z=25, aa=26 ...
+    let mut disk: u32 = 0;
+    for c in letters.bytes() {
+        disk = disk * 26 + u32::from(c - b'a' + 1);
+    }
+    let disk = disk - 1;
+    let part = if digits.is_empty() {
+        0
+    } else {
+        digits.parse::<u32>().ok()?
+    };
+    match prefix {
+        "xvd" => xvd_number(disk, part),
+        "hd" if disk < 4 && part < 64 => {
+            let major = [3, 3, 22, 22][disk as usize];
+            Some((major << 8) | ((disk % 2) << 6) | part)
+        }
+        "sd" if disk < 16 && part < 16 => Some((8 << 8) | (disk << 4) | part),
+        _ => None,
+    }
+}
+
+fn xvd_number(disk: u32, part: u32) -> Option<u32> {
+    if disk < 16 && part < 16 {
+        Some((202 << 8) | (disk << 4) | part)
+    } else if disk < (1 << 20) && part < 256 {
+        Some((1 << 28) | (disk << 8) | part)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xenstore::perms::access;
+
+    #[test]
+    fn vdev_names_map_to_xen_device_numbers() {
+        assert_eq!(vdev_to_devid("xvda"), Some(51712));
+        assert_eq!(vdev_to_devid("xvdb"), Some(51728));
+        assert_eq!(vdev_to_devid("xvda1"), Some(51713));
+        assert_eq!(vdev_to_devid("hda"), Some(768));
+        assert_eq!(vdev_to_devid("hdc"), Some(5632));
+        assert_eq!(vdev_to_devid("sdb"), Some(2064));
+        assert_eq!(vdev_to_devid("xvdq"), Some((1 << 28) | (16 << 8)));
+        assert_eq!(vdev_to_devid("d0p1"), Some(51713));
+        assert_eq!(vdev_to_devid("51712"), Some(51712));
+        assert_eq!(vdev_to_devid("xvd"), None);
+        assert_eq!(vdev_to_devid("floppy"), None);
+    }
+
+    #[test]
+    fn device_directories_get_libxls_permissions() {
+        let xs = Engine::default();
+        xs.introduce_domain(3);
+        let p = DevicePaths::new(DeviceKind::Vbd, 3, 0, 51712);
+        add_device(&xs, &p, &[("virtual-device", "51712".into())], &[]).expect("add");
+        assert_eq!(
+            read_str(&xs, "/local/domain/3/device/vbd/51712/backend").as_deref(),
+            Some("/local/domain/0/backend/vbd/3/51712")
+        );
+        assert_eq!(frontend_state(&xs, &p), XenbusState::Initialising);
+        let fp = xs.get_perms(&p.frontend).expect("perms");
+        assert_eq!(fp.owner(), 3);
+        assert_eq!(fp.access_for(0, false, None) & access::READ, access::READ);
+        let bp = xs.get_perms(&p.backend).expect("perms");
+        assert_eq!(bp.owner(), 0);
+        assert_eq!(bp.access_for(3, false, None) & access::WRITE, 0);
+        assert_eq!(bp.access_for(3, false, None) & access::READ, access::READ);
+    }
+
+    #[test]
+    fn watch_wakes_on_frontend_state_change() {
+        let xs = Engine::default();
+        let p = DevicePaths::new(DeviceKind::Vbd, 3, 0, 51712);
+        add_device(&xs, &p, &[], &[]).expect("add");
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        let w = Watch::new(
+            &xs,
+            &p.frontend_key("state"),
+            std::sync::Arc::new(move || {
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }),
+        )
+        .expect("watch");
+        let before = hits.load(std::sync::atomic::Ordering::SeqCst);
+        xs.write(&p.frontend_key("state"), b"3").expect("write");
+        assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > before);
+        assert!(w.drain());
+        assert_eq!(frontend_state(&xs, &p), XenbusState::Initialised);
+    }
+}

@@ -1,0 +1,107 @@
+//! The VMM's control socket: what xl reaches through libxl and Xen's
+//! domctls (domain info, pause, unpause, destroy, forced shutdown, the
+//! hypervisor log). One JSON request line per connection, one JSON reply
+//! line back: `{"op": "pause"}` → `{"ok": true}` or
+//! `{"ok": false, "error": "..."}`.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+use crate::rundir::DomainDir;
+
+/// How long a command waits for the VMM to answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Sends `request` to the domain's VMM and returns its reply (errors
+/// reported by the VMM become `Err`).
+pub fn request(dir: &DomainDir, request: Value) -> anyhow::Result<Value> {
+    let path = dir.control_socket();
+    let mut s = UnixStream::connect(&path)
+        .with_context(|| format!("domain {}: cannot reach its VMM at {}", dir.name, path.display()))?;
+    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    let mut line = request.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut reply = String::new();
+    BufReader::new(s)
+        .read_line(&mut reply)
+        .with_context(|| format!("domain {}: no reply from its VMM", dir.name))?;
+    let v: Value = serde_json::from_str(&reply)
+        .with_context(|| format!("domain {}: bad reply from its VMM: {reply:?}", dir.name))?;
+    if v["ok"] == json!(true) {
+        Ok(v)
+    } else {
+        bail!(
+            "{}",
+            v["error"].as_str().unwrap_or("the VMM refused the request")
+        )
+    }
+}
+
+/// Serves the control socket at `path` on its own thread; `handle` turns a
+/// request into a reply. The thread ends when `stop` is set.
+pub fn serve(
+    path: &Path,
+    stop: Arc<AtomicBool>,
+    handle: impl Fn(&Value) -> Result<Value, String> + Send + 'static,
+) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(path);
+    let listener =
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    listener.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("control".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        if let Err(e) = one(s, &handle) {
+                            tracing::debug!("control connection: {e}");
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        tracing::warn!("control socket: {e}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                }
+            }
+        })?;
+    Ok(())
+}
+
+fn one(
+    s: UnixStream,
+    handle: &impl Fn(&Value) -> Result<Value, String>,
+) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    let reply = match serde_json::from_str::<Value>(&line) {
+        Ok(req) => match handle(&req) {
+            Ok(mut v) => {
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("ok".into(), json!(true));
+                    v
+                } else {
+                    json!({"ok": true, "value": v})
+                }
+            }
+            Err(e) => json!({"ok": false, "error": e}),
+        },
+        Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+    };
+    let mut out = reply.to_string();
+    out.push('\n');
+    (&s).write_all(out.as_bytes())
+}

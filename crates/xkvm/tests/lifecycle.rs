@@ -1,0 +1,540 @@
+//! End-to-end domain lifecycle with the real `xkvm` binary: background
+//! domains (one VMM process each), `list`, `console`, `shutdown`/`reboot`
+//! through XenStore, `destroy`, `pause`, the `on_*` actions, and bad input.
+//!
+//! Every test has its own `XKVM_RUN_DIR` (and dump directory) and kills
+//! whatever VMM processes are left in it when it ends, pass or fail.
+//! Without a usable `/dev/kvm` the tests skip with a printed reason, except
+//! under `CI=true`, where that fails.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kvm_usable(test: &str) -> bool {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
+        Ok(_) => true,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
+        }
+        Err(e) => {
+            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
+            false
+        }
+    }
+}
+
+/// A private run directory; its VMMs die with it.
+struct Host {
+    dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn new(test: &str) -> Option<Host> {
+        kvm_usable(test).then(|| Host {
+            dir: tempfile::tempdir().expect("tempdir"),
+        })
+    }
+
+    fn run_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn dump_dir(&self) -> PathBuf {
+        self.dir.path().join("dump")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_xkvm"));
+        c.args(args)
+            .env("XKVM_RUN_DIR", self.run_dir())
+            .env("XKVM_DUMP_DIR", self.dump_dir())
+            .env_remove("RUST_LOG")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn xkvm(&self, args: &[&str]) -> Output {
+        self.cmd(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running xkvm")
+    }
+
+    /// Runs `args` and insists on success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.xkvm(args);
+        assert!(
+            out.status.success(),
+            "xkvm {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `args`, insists on failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.xkvm(args);
+        assert!(
+            !out.status.success(),
+            "xkvm {args:?} should have failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Writes `<name>.cfg` booting `guest`, with extra lines.
+    fn cfg(&self, name: &str, guest: &str, extra: &str) -> String {
+        let path = self.dir.path().join(format!("{name}.cfg"));
+        let text = format!(
+            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nmemory = 16\n{extra}\n",
+            xkvm_guests::path(guest).display()
+        );
+        std::fs::write(&path, text).expect("config");
+        path.display().to_string()
+    }
+
+    fn create(&self, name: &str, guest: &str, extra: &str) -> u32 {
+        let cfg = self.cfg(name, guest, extra);
+        self.ok(&["create", &cfg]);
+        self.domid(name)
+    }
+
+    fn domid(&self, name: &str) -> u32 {
+        self.ok(&["domid", name])
+            .trim()
+            .parse()
+            .expect("domid prints a number")
+    }
+
+    /// The `xkvm list` row of `name`, if listed.
+    fn row(&self, name: &str) -> Option<String> {
+        self.ok(&["list"])
+            .lines()
+            .skip(1)
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(str::to_owned)
+    }
+
+    fn dmesg(&self, name: &str) -> String {
+        self.ok(&["dmesg", name])
+    }
+
+    fn domain_dir(&self, name: &str) -> PathBuf {
+        self.run_dir().join("domains").join(name)
+    }
+
+    /// Every VMM log, for failure messages.
+    fn logs(&self) -> String {
+        let mut s = String::new();
+        if let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) {
+            for e in entries.flatten() {
+                let log = std::fs::read_to_string(e.path().join("vmm.log")).unwrap_or_default();
+                s += &format!("--- {} vmm.log:\n{log}\n", e.path().display());
+            }
+        }
+        s
+    }
+
+    fn vmm_pids(&self) -> Vec<i32> {
+        let mut pids = Vec::new();
+        if let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) {
+            for e in entries.flatten() {
+                if let Some(pid) = std::fs::read_to_string(e.path().join("pid"))
+                    .ok()
+                    .and_then(|p| p.trim().parse().ok())
+                {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for pid in self.vmm_pids() {
+            // SAFETY: signalling a VMM this test started (its pid file is in
+            // this test's private run directory).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+const READY: &str = "xsshutdown: waiting for control/shutdown";
+const BOOT: Duration = Duration::from_secs(30);
+
+fn wait_ready(h: &Host, name: &str, times: usize) {
+    wait_until(&format!("{name} to watch control/shutdown"), BOOT, || {
+        h.dmesg(name).matches(READY).count() >= times
+    });
+}
+
+fn state_of(row: &str) -> String {
+    row.split_whitespace().nth(4).unwrap_or("").to_owned()
+}
+
+#[test]
+fn background_domain_is_listed_with_its_type_and_destroy_cleans_up() {
+    let Some(h) = Host::new("background") else {
+        return;
+    };
+    let id = h.create("bg", "xsshutdown", "");
+    let dir = h.domain_dir("bg");
+    for f in ["control.sock", "console.sock", "xenstore.sock", "pid"] {
+        assert!(dir.join(f).exists(), "{f} missing in {}", dir.display());
+    }
+    let list = h.ok(&["list"]);
+    let header = list.lines().next().expect("header");
+    assert_eq!(
+        header,
+        "Name                                        ID   Mem VCPUs\tState\tTime(s)"
+    );
+    let row = h.row("bg").expect("bg listed");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cols[1], id.to_string(), "{row}");
+    assert_eq!(cols[2], "16", "{row}");
+    assert_eq!(cols[3], "1", "{row}");
+    let state = state_of(&row);
+    assert!(state == "r-----" || state == "-b----", "{row}");
+    assert_eq!(h.ok(&["domname", &id.to_string()]).trim(), "bg");
+
+    let long = h.ok(&["list", "-l", "bg"]);
+    let v: serde_json::Value = serde_json::from_str(&long).expect("list -l is JSON");
+    assert_eq!(v[0]["domid"], id);
+    assert_eq!(v[0]["config"]["c_info"]["type"], "pvh", "{long}");
+    assert_eq!(v[0]["config"]["c_info"]["name"], "bg", "{long}");
+    let sock = v[0]["xenstore_socket"].as_str().expect("socket path");
+    assert!(Path::new(sock).exists(), "{sock}");
+    let ty = h.ok(&["xenstore-read", "-d", "bg", &format!("/libxl/{id}/type")]);
+    assert_eq!(ty.trim(), "pvh");
+
+    // Pause and unpause show in the state column.
+    h.ok(&["pause", "bg"]);
+    assert_eq!(state_of(&h.row("bg").expect("listed")), "--p---");
+    h.ok(&["unpause", "bg"]);
+    assert_ne!(state_of(&h.row("bg").expect("listed")), "--p---");
+
+    h.ok(&["destroy", "bg"]);
+    assert!(!dir.exists(), "destroy left {}", dir.display());
+    assert!(h.row("bg").is_none());
+    let ids: Vec<_> = std::fs::read_dir(h.run_dir().join("ids"))
+        .expect("ids")
+        .collect();
+    assert!(ids.is_empty(), "domain id not released: {ids:?}");
+}
+
+#[test]
+fn a_wrong_type_in_xenstore_is_warned_about_and_taken_as_hvm() {
+    let Some(h) = Host::new("type readback") else {
+        return;
+    };
+    let id = h.create("ty", "xsshutdown", "");
+    wait_ready(&h, "ty", 1);
+    h.ok(&["xenstore-write", "-d", "ty", &format!("/libxl/{id}/type"), "bogus"]);
+    let out = h.xkvm(&["list", "-l", "ty"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning") && stderr.contains("hvm"), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v[0]["config"]["c_info"]["type"], "hvm");
+    h.ok(&["destroy", "ty"]);
+}
+
+#[test]
+fn shutdown_goes_through_xenstore_to_the_guest_and_w_waits() {
+    let Some(h) = Host::new("shutdown") else {
+        return;
+    };
+    h.create("sd", "xsshutdown", "on_poweroff = \"preserve\"");
+    wait_ready(&h, "sd", 1);
+    let out = h.xkvm(&["shutdown", "-w", "sd"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", h.logs());
+    assert!(stderr.contains("has been shut down, reason code 0"), "{stderr}");
+    // The guest saw the request through its XenStore watch...
+    assert!(
+        h.dmesg("sd").contains("PASS control/shutdown = poweroff"),
+        "{}",
+        h.dmesg("sd")
+    );
+    // ...and on_poweroff=preserve keeps it, shut down, until destroyed.
+    assert_eq!(state_of(&h.row("sd").expect("preserved")), "---s--");
+    h.ok(&["destroy", "sd"]);
+    assert!(h.row("sd").is_none());
+}
+
+#[test]
+fn shutdown_without_pv_drivers_needs_f() {
+    let Some(h) = Host::new("shutdown -F") else {
+        return;
+    };
+    // The idle guest never sets a callback: no PV control interface.
+    h.create("nopv", "idle", "on_poweroff = \"preserve\"");
+    let err = h.fails(&["shutdown", "nopv"]);
+    assert!(err.contains("PV control interface not available"), "{err}");
+    let out = h.xkvm(&["shutdown", "-F", "-w", "nopv"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("reason code 0"), "{stderr}");
+    assert_eq!(state_of(&h.row("nopv").expect("preserved")), "---s--");
+}
+
+#[test]
+fn reboot_restarts_with_the_same_name_and_a_new_id() {
+    let Some(h) = Host::new("reboot") else {
+        return;
+    };
+    let id = h.create("rb", "xsshutdown", "on_reboot = \"restart\"");
+    wait_ready(&h, "rb", 1);
+    let out = h.xkvm(&["reboot", "-w", "rb"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}\n{}", h.logs());
+    assert!(stderr.contains(&format!("Domain {id} has been shut down, reason code 1")), "{stderr}");
+    wait_until("the restarted domain", BOOT, || {
+        h.domid("rb") != id
+    });
+    let new = h.domid("rb");
+    assert!(new > id, "new id {new} after {id}");
+    // The new domain booted again and watches control/shutdown again.
+    wait_ready(&h, "rb", 2);
+    assert!(h.dmesg("rb").contains("PASS control/shutdown = reboot"));
+    h.ok(&["destroy", "rb"]);
+}
+
+#[test]
+fn a_crash_with_coredump_destroy_leaves_an_elf_core() {
+    let Some(h) = Host::new("on_crash") else {
+        return;
+    };
+    h.create(
+        "cr",
+        "shutdown",
+        "cmdline = \"crash\"\non_crash = \"coredump-destroy\"",
+    );
+    wait_until("the crashed domain to go", BOOT, || !h.domain_dir("cr").exists());
+    let core = h.dump_dir().join("cr");
+    assert!(core.exists(), "no core dump at {}", core.display());
+    let out = match Command::new("readelf").args(["-h", "-l", "-n"]).arg(&core).output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("readelf unavailable ({e}); core file exists");
+            return;
+        }
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("CORE (Core file)"), "{text}");
+    assert!(text.contains("LOAD"), "{text}");
+    assert!(text.contains("NT_PRSTATUS"), "{text}");
+}
+
+#[test]
+fn a_crash_with_preserve_is_listed_as_shut_down_and_crashed() {
+    let Some(h) = Host::new("on_crash preserve") else {
+        return;
+    };
+    h.create("cp", "shutdown", "cmdline = \"crash\"\non_crash = \"preserve\"");
+    wait_until("the crash", BOOT, || {
+        h.row("cp").is_some_and(|r| state_of(&r) == "---sc-")
+    });
+    h.ok(&["destroy", "cp"]);
+}
+
+#[test]
+fn two_domains_side_by_side_stay_separate() {
+    let Some(h) = Host::new("two domains") else {
+        return;
+    };
+    let a = h.create("a", "xsshutdown", "");
+    let b = h.create("b", "xsshutdown", "");
+    assert_ne!(a, b);
+    h.ok(&["xenstore-write", "-d", "a", "/test/only-a", "1"]);
+    assert_eq!(h.ok(&["xenstore-read", "-d", "a", "/test/only-a"]).trim(), "1");
+    let err = h.fails(&["xenstore-read", "-d", "b", "/test/only-a"]);
+    assert!(err.contains("ENOENT"), "{err}");
+    h.ok(&["destroy", "a"]);
+    assert!(h.row("a").is_none());
+    let row = h.row("b").expect("b undisturbed");
+    assert!(row.contains(&format!(" {b} ")), "{row}");
+    h.ok(&["destroy", "b"]);
+}
+
+#[test]
+fn unknown_domains_and_duplicate_names_are_refused() {
+    let Some(h) = Host::new("bad input") else {
+        return;
+    };
+    for verb in ["destroy", "console", "pause", "dmesg", "shutdown"] {
+        let err = h.fails(&[verb, "nosuch"]);
+        assert!(err.contains("nosuch is an invalid domain identifier"), "{verb}: {err}");
+    }
+    assert!(h.fails(&["list", "42"]).contains("invalid domain identifier"));
+    h.fails(&["domid", "nosuch"]);
+    let id = h.create("dup", "xsshutdown", "");
+    let cfg = h.cfg("dup", "xsshutdown", "");
+    let err = h.fails(&["create", &cfg]);
+    assert!(err.contains("domain with name \"dup\" already exists"), "{err}");
+    assert_eq!(h.domid("dup"), id, "the first domain is undisturbed");
+    wait_ready(&h, "dup", 1);
+    h.ok(&["destroy", "dup"]);
+}
+
+#[test]
+fn a_killed_vmm_leaves_a_stale_dir_that_the_next_command_cleans() {
+    let Some(h) = Host::new("stale") else {
+        return;
+    };
+    h.create("st", "xsshutdown", "");
+    let other = h.create("other", "xsshutdown", "");
+    let dir = h.domain_dir("st");
+    let pid: i32 = std::fs::read_to_string(dir.join("pid"))
+        .expect("pid")
+        .trim()
+        .parse()
+        .expect("pid number");
+    // SAFETY: killing the VMM this test started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("the VMM to die", Duration::from_secs(10), || {
+        !Path::new(&format!("/proc/{pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .is_ok_and(|s| s.contains(") Z"))
+    });
+    assert!(dir.exists(), "kill -9 leaves the directory");
+    let err = h.fails(&["destroy", "st"]);
+    assert!(err.contains("invalid domain identifier"), "{err}");
+    assert!(!dir.exists(), "the stale directory was not cleaned");
+    assert!(h.row("other").is_some_and(|r| r.contains(&format!(" {other} "))));
+    // The name is free again.
+    h.create("st", "xsshutdown", "");
+    h.ok(&["destroy", "st"]);
+    h.ok(&["destroy", "other"]);
+}
+
+/// A console client with piped stdin/stdout.
+fn attach(h: &Host, name: &str) -> Child {
+    h.cmd(&["console", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("xkvm console")
+}
+
+fn wait_exit(c: &mut Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = c.try_wait().expect("wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            panic!("{what} did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn console_attaches_sees_output_sends_input_and_detaches() {
+    let Some(h) = Host::new("console") else {
+        return;
+    };
+    // The console guest prompts on its ring, echoes one line, powers off.
+    h.create("con", "console", "");
+    let mut c = attach(&h, "con");
+    c.stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(b"hello xkvm\n")
+        .expect("typing");
+    let status = wait_exit(&mut c, "console client after poweroff");
+    let mut out = String::new();
+    c.stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("output");
+    assert!(status.success(), "{out}\n{}", h.logs());
+    assert!(out.contains("type a line"), "{out}");
+    assert!(out.contains("echo: hello xkvm"), "{out}");
+}
+
+#[test]
+fn ctrl_bracket_detaches_and_a_second_console_is_refused() {
+    let Some(h) = Host::new("console exclusive") else {
+        return;
+    };
+    h.create("ex", "idle", "");
+    let mut first = attach(&h, "ex");
+    // Give the first client time to take the console.
+    std::thread::sleep(Duration::from_millis(500));
+    let out = h.xkvm(&["console", "ex"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second console was allowed");
+    assert!(err.contains("already in use"), "{err}");
+    first
+        .stdin
+        .as_mut()
+        .expect("stdin")
+        .write_all(&[0x1d])
+        .expect("Ctrl-]");
+    assert!(wait_exit(&mut first, "detached console").success());
+    assert!(h.row("ex").is_some(), "detaching left the domain running");
+    // The console is free again.
+    let mut again = attach(&h, "ex");
+    drop(again.stdin.take()); // end of input detaches too
+    assert!(wait_exit(&mut again, "second attach").success());
+    h.ok(&["destroy", "ex"]);
+}
+
+#[test]
+fn rename_restart_keeps_the_old_domain_under_a_new_name() {
+    let Some(h) = Host::new("rename-restart") else {
+        return;
+    };
+    let id = h.create("rr", "xsshutdown", "on_reboot = \"rename-restart\"");
+    wait_ready(&h, "rr", 1);
+    h.ok(&["reboot", "-w", "rr"]);
+    let old = format!("rr--{id}");
+    wait_until("the renamed old domain and the new one", BOOT, || {
+        h.row(&old).is_some_and(|r| state_of(&r) == "---s--")
+            && h.row("rr").is_some_and(|r| !r.contains(&format!(" {id} ")))
+    });
+    assert_eq!(h.domid(&old), id, "the old domain keeps its id");
+    assert!(h.domid("rr") > id);
+    wait_ready(&h, "rr", 1);
+    h.ok(&["destroy", &old]);
+    h.ok(&["destroy", "rr"]);
+}
+
+#[test]
+fn a_watchdog_shutdown_follows_on_watchdog() {
+    let Some(h) = Host::new("on_watchdog") else {
+        return;
+    };
+    h.create(
+        "wd",
+        "shutdown",
+        "cmdline = \"watchdog\"\non_watchdog = \"preserve\"",
+    );
+    wait_until("the watchdog shutdown", BOOT, || {
+        h.row("wd").is_some_and(|r| state_of(&r) == "---s--")
+    });
+    assert!(h.dmesg("wd").contains("reason 4"), "{}", h.dmesg("wd"));
+    h.ok(&["destroy", "wd"]);
+}

@@ -1,0 +1,364 @@
+/*
+ * A minimal blkfront, as Linux's and GRUB's do it: finds its disk under
+ * device/vbd in XenStore, waits for the backend's InitWait, grants a ring
+ * page and data pages, allocates an event channel for the backend, writes
+ * ring-ref / event-channel / protocol and Initialised, waits for
+ * Connected, then issues every request type and checks the results:
+ * WRITE, FLUSH_DISKCACHE, READ, WRITE_BARRIER, INDIRECT, DISCARD, a read
+ * past the end of the disk and a read through an ungranted reference.
+ * Built 64-bit (x86_64-abi) and 32-bit (x86_32-abi: the same C structs
+ * with i386 alignment). Polls with SCHEDOP_yield; no interrupts.
+ */
+#include "rt.h"
+
+#define XS_DIRECTORY 1
+#define XS_READ 2
+#define XS_WRITE 11
+#define XS_ERROR 16
+
+#define OP_READ 0
+#define OP_WRITE 1
+#define OP_WRITE_BARRIER 2
+#define OP_FLUSH 3
+#define OP_DISCARD 5
+#define OP_INDIRECT 6
+
+#ifdef __x86_64__
+#define PROTOCOL "x86_64-abi"
+#define PAD(n) uint8_t n[4];
+#else
+#define PROTOCOL "x86_32-abi"
+#define PAD(n)
+#endif
+
+struct seg {
+    uint32_t gref;
+    uint8_t first_sect, last_sect;
+    uint16_t pad;
+};
+
+struct req_rw {
+    uint8_t operation, nr_segments;
+    uint16_t handle;
+    PAD(pad1)
+    uint64_t id, sector;
+    struct seg seg[11];
+} __attribute__((packed));
+
+struct req_discard {
+    uint8_t operation, flag;
+    uint16_t handle;
+    PAD(pad1)
+    uint64_t id, sector, nr_sectors;
+} __attribute__((packed));
+
+struct req_indirect {
+    uint8_t operation, indirect_op;
+    uint16_t nr_segments;
+    PAD(pad1)
+    uint64_t id, sector;
+    uint16_t handle, pad2;
+    uint32_t grefs[8];
+    PAD(pad3)
+} __attribute__((packed));
+
+struct rsp {
+    uint64_t id;
+    uint8_t operation;
+    int16_t status;
+};
+
+#define SLOT sizeof(struct req_rw)
+#define RING_SIZE 32
+
+struct xs_ring {
+    char req[1024];
+    char rsp[1024];
+    uint32_t req_cons, req_prod;
+    uint32_t rsp_cons, rsp_prod;
+};
+struct xs_hdr {
+    uint32_t type, req_id, tx_id, len;
+};
+
+static uint8_t gnttab[4096] __attribute__((aligned(4096)));
+static uint8_t ring[4096] __attribute__((aligned(4096)));
+static uint8_t data[5][4096] __attribute__((aligned(4096)));
+static volatile struct xs_ring *xs;
+static uint32_t xs_port, blk_port;
+static char reply[512];
+static uint32_t req_prod, rsp_cons;
+
+static void yield(void)
+{
+    hypercall2(__HYPERVISOR_sched_op, SCHEDOP_yield, 0);
+}
+
+static void send(uint32_t port)
+{
+    struct evtchn_send s = { .port = port };
+    hypercall2(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &s);
+}
+
+static void ring_put(const void *d, uint32_t len)
+{
+    const char *b = d;
+    while (len) {
+        uint32_t prod = xs->req_prod;
+        if (prod - __atomic_load_n(&xs->req_cons, __ATOMIC_ACQUIRE) >= sizeof(xs->req)) {
+            send(xs_port);
+            yield();
+            continue;
+        }
+        xs->req[prod % sizeof(xs->req)] = *b++;
+        __atomic_store_n(&xs->req_prod, prod + 1, __ATOMIC_RELEASE);
+        len--;
+    }
+}
+
+static void ring_get(void *d, uint32_t len)
+{
+    char *b = d;
+    while (len) {
+        uint32_t cons = xs->rsp_cons;
+        if (__atomic_load_n(&xs->rsp_prod, __ATOMIC_ACQUIRE) == cons) {
+            yield();
+            continue;
+        }
+        *b++ = xs->rsp[cons % sizeof(xs->rsp)];
+        __atomic_store_n(&xs->rsp_cons, cons + 1, __ATOMIC_RELEASE);
+        len--;
+    }
+    send(xs_port);
+}
+
+/* One request with one or two strings; the reply's payload lands in
+ * reply[] (NUL-terminated, truncated). Returns the reply type. */
+static uint32_t xs_req(uint32_t type, const char *a, const char *b)
+{
+    static uint32_t id;
+    uint32_t la = strlen(a) + 1, lb = b ? strlen(b) : 0;
+    struct xs_hdr h = { .type = type, .req_id = ++id, .tx_id = 0, .len = la + lb };
+    ring_put(&h, sizeof(h));
+    ring_put(a, la);
+    if (lb)
+        ring_put(b, lb);
+    send(xs_port);
+    struct xs_hdr r;
+    char skip;
+    ring_get(&r, sizeof(r));
+    uint32_t keep = r.len < sizeof(reply) - 1 ? r.len : sizeof(reply) - 1;
+    ring_get(reply, keep);
+    for (uint32_t i = keep; i < r.len; i++)
+        ring_get(&skip, 1);
+    reply[keep] = 0;
+    return r.type;
+}
+
+static char *cat(char *dst, const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    memcpy(dst, a, la);
+    memcpy(dst + la, b, lb + 1);
+    return dst;
+}
+
+static void utoa(char *out, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+}
+
+static uint64_t atou(const char *s)
+{
+    uint64_t v = 0;
+    while (*s >= '0' && *s <= '9')
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    return v;
+}
+
+static int wait_state(const char *path, const char *want)
+{
+    for (int i = 0; i < 20000; i++) {
+        if (xs_req(XS_READ, path, 0) == XS_READ && strcmp(reply, want) == 0)
+            return 1;
+        yield();
+    }
+    return 0;
+}
+
+static void grant(uint32_t ref, void *page)
+{
+    volatile struct grant_entry_v1 *e = (volatile struct grant_entry_v1 *)gnttab + ref;
+    e->frame = (uint32_t)((uintptr_t)page >> 12);
+    e->domid = 0;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    e->flags = GTF_permit_access;
+}
+
+static void *slot(uint32_t idx)
+{
+    return ring + 64 + (idx % RING_SIZE) * SLOT;
+}
+
+static void push(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    __atomic_store_n((volatile uint32_t *)ring, req_prod, __ATOMIC_RELEASE);
+    send(blk_port);
+}
+
+/* Waits for the response to the last request; returns its status (or 99). */
+static int wait_rsp(uint64_t id, uint8_t op)
+{
+    volatile uint32_t *rsp_prod = (volatile uint32_t *)(ring + 8);
+    for (int i = 0; i < 200000; i++) {
+        if (__atomic_load_n(rsp_prod, __ATOMIC_ACQUIRE) != rsp_cons) {
+            struct rsp *r = slot(rsp_cons++);
+            if (r->id != id || r->operation != op)
+                return 98;
+            return r->status;
+        }
+        yield();
+    }
+    return 99;
+}
+
+/* CHECK_EQ evaluates its arguments twice: run each request once. */
+#define EXPECT(what, expr, want)        \
+    do {                                \
+        long got_ = (long)(expr);       \
+        CHECK_EQ((what), got_, (want)); \
+    } while (0)
+
+static int rw(uint8_t op, uint64_t id, uint64_t sector, uint32_t gref, uint8_t last)
+{
+    struct req_rw *r = slot(req_prod++);
+    memset(r, 0, sizeof(*r));
+    r->operation = op;
+    r->nr_segments = op == OP_FLUSH ? 0 : 1;
+    r->id = id;
+    r->sector = sector;
+    r->seg[0].gref = gref;
+    r->seg[0].first_sect = 0;
+    r->seg[0].last_sect = last;
+    push();
+    return wait_rsp(id, op);
+}
+
+void guest_main(struct hvm_start_info *si)
+{
+    uint64_t pfn = 0, port = 0;
+    char dir[64], p[128], num[24];
+    (void)si;
+    if (hvm_get_param(HVM_PARAM_STORE_PFN, &pfn) || !pfn ||
+        hvm_get_param(HVM_PARAM_STORE_EVTCHN, &port)) {
+        check(0, "no XenStore ring");
+        return;
+    }
+    xs = phys(pfn << 12);
+    xs_port = (uint32_t)port;
+    struct xen_add_to_physmap xatp = {
+        .domid = DOMID_SELF, .space = XENMAPSPACE_grant_table, .idx = 0,
+        .gpfn = (uintptr_t)gnttab >> 12,
+    };
+    if (hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &xatp) != 0) {
+        check(0, "cannot map grant frame 0");
+        return;
+    }
+    if (xs_req(XS_DIRECTORY, "device/vbd", 0) != XS_DIRECTORY || !reply[0]) {
+        check(0, "no device/vbd");
+        return;
+    }
+    cat(dir, "device/vbd/", reply);
+    char backend[128];
+    if (xs_req(XS_READ, cat(p, dir, "/backend"), 0) != XS_READ) {
+        check(0, "no backend node");
+        return;
+    }
+    memcpy(backend, reply, strlen(reply) + 1);
+    if (!wait_state(cat(p, backend, "/state"), "2")) {
+        check(0, "backend never reached InitWait");
+        return;
+    }
+    xs_req(XS_READ, cat(p, backend, "/sectors"), 0);
+    uint64_t sectors = atou(reply);
+    xs_req(XS_READ, cat(p, backend, "/feature-max-indirect-segments"), 0);
+    uint64_t max_ind = atou(reply);
+    CHECK_EQ("feature-max-indirect-segments", max_ind, 256);
+
+    grant(8, ring);
+    for (uint32_t i = 0; i < 5; i++)
+        grant(9 + i, data[i]);
+    struct evtchn_alloc_unbound au = { .dom = DOMID_SELF, .remote_dom = 0 };
+    if (hypercall2(__HYPERVISOR_event_channel_op, EVTCHNOP_alloc_unbound, &au) != 0) {
+        check(0, "alloc_unbound failed");
+        return;
+    }
+    blk_port = au.port;
+    /* SHARED_RING_INIT: indices 0, req_event = rsp_event = 1. */
+    memset(ring, 0, 64);
+    ((volatile uint32_t *)ring)[1] = 1;
+    ((volatile uint32_t *)ring)[3] = 1;
+    xs_req(XS_WRITE, cat(p, dir, "/ring-ref"), "8");
+    utoa(num, blk_port);
+    xs_req(XS_WRITE, cat(p, dir, "/event-channel"), num);
+    xs_req(XS_WRITE, cat(p, dir, "/protocol"), PROTOCOL);
+    xs_req(XS_WRITE, cat(p, dir, "/state"), "3");
+    if (!wait_state(cat(p, backend, "/state"), "4")) {
+        check(0, "backend never reached Connected");
+        return;
+    }
+
+    for (int i = 0; i < 4096; i++) {
+        data[0][i] = (uint8_t)(0xa0 + i / 512);
+        data[4][i] = (uint8_t)(0x30 + i / 512);
+    }
+    EXPECT("WRITE", rw(OP_WRITE, 1, 16, 9, 7), 0);
+    EXPECT("FLUSH_DISKCACHE", rw(OP_FLUSH, 2, 0, 0, 0), 0);
+    EXPECT("READ", rw(OP_READ, 3, 16, 10, 7), 0);
+    check(memcmp(data[0], data[1], 4096) == 0, "READ returned other data than WRITE wrote");
+    EXPECT("WRITE_BARRIER", rw(OP_WRITE_BARRIER, 4, 24, 13, 7), 0);
+
+    /* INDIRECT: sectors 16..31 into pages 2 and 3, the descriptors in page 1
+     * (re-granted as the indirect page). */
+    struct seg *d = (struct seg *)data[1];
+    memset(data[1], 0, 4096);
+    d[0] = (struct seg){ .gref = 11, .first_sect = 0, .last_sect = 7 };
+    d[1] = (struct seg){ .gref = 12, .first_sect = 0, .last_sect = 7 };
+    struct req_indirect *ir = slot(req_prod++);
+    memset(ir, 0, SLOT);
+    ir->operation = OP_INDIRECT;
+    ir->indirect_op = OP_READ;
+    ir->nr_segments = 2;
+    ir->id = 5;
+    ir->sector = 16;
+    ir->grefs[0] = 10;
+    push();
+    EXPECT("INDIRECT", wait_rsp(5, OP_INDIRECT), 0);
+    check(memcmp(data[2], data[0], 4096) == 0, "INDIRECT segment 0 data");
+    check(memcmp(data[3], data[4], 4096) == 0, "INDIRECT segment 1 data");
+
+    struct req_discard *dr = slot(req_prod++);
+    memset(dr, 0, SLOT);
+    dr->operation = OP_DISCARD;
+    dr->id = 6;
+    dr->sector = 32;
+    dr->nr_sectors = 8;
+    push();
+    EXPECT("DISCARD", wait_rsp(6, OP_DISCARD), 0);
+    EXPECT("READ past the end", rw(OP_READ, 7, sectors - 1, 10, 7), -1);
+    EXPECT("READ through an ungranted ref", rw(OP_READ, 8, 0, 4000, 0), -1);
+
+    /* Close as GRUB does before handing over. */
+    xs_req(XS_WRITE, cat(p, dir, "/state"), "6");
+    check(wait_state(cat(p, backend, "/state"), "6"), "backend did not close");
+    printf("blkfront %s: %u sectors, done\n", PROTOCOL, (unsigned)sectors);
+}
