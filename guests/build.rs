@@ -81,6 +81,26 @@ const GUESTS: &[Guest] = &[
         source: "c/blkfront.c",
         bits: 32,
     },
+    Guest {
+        name: "evtchn",
+        source: "c/evtchn.c",
+        bits: 64,
+    },
+    Guest {
+        name: "timers",
+        source: "c/timers.c",
+        bits: 64,
+    },
+    Guest {
+        name: "smp",
+        source: "c/smp.c",
+        bits: 64,
+    },
+    Guest {
+        name: "evtbench",
+        source: "c/evtbench.c",
+        bits: 64,
+    },
 ];
 
 const CFLAGS: &[&str] = &[

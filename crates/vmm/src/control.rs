@@ -136,7 +136,8 @@ struct State {
     destroyed: bool,
     /// A forced shutdown asked for before the run attached.
     forced: Option<DomainExit>,
-    parked: u32,
+    /// vCPUs inside `KVM_RUN` (between `enter_guest` and `leave_guest`).
+    in_guest: u32,
     run: Option<Attached>,
     registers: Vec<Option<VcpuRegisters>>,
 }
@@ -170,7 +171,7 @@ impl std::fmt::Debug for DomainControl {
 }
 
 /// How long [`DomainControl::pause`] waits for running vCPUs to leave
-/// `KVM_RUN`. A vCPU blocked in `SCHEDOP_block`/`poll` parks when it wakes.
+/// `KVM_RUN`.
 const PAUSE_WAIT: Duration = Duration::from_secs(2);
 
 fn reason_of(exit: DomainExit) -> ShutdownReason {
@@ -199,30 +200,32 @@ impl DomainControl {
     }
 
     /// Stops every vCPU before its next guest instruction (`xl pause`).
-    /// Each running vCPU is kicked out of `KVM_RUN`, re-enters it once with
+    /// Each vCPU in `KVM_RUN` is kicked out, re-enters it once with
     /// `immediate_exit` so a pending I/O or hypercall completes, then
-    /// parks. Returns once the running vCPUs parked (or after a bound).
+    /// parks; a vCPU blocked in `SCHEDOP_block`/`poll` parks when it wakes,
+    /// before it runs guest code again. Returns once no vCPU is in
+    /// `KVM_RUN` (or after a bound).
     pub fn pause(&self) {
         let mut s = self.state();
         s.paused = true;
-        if let Some(run) = &s.run {
-            for v in 0..run.online {
-                run.shared.kick(v);
-            }
-        }
         let deadline = Instant::now() + PAUSE_WAIT;
-        while let Some(online) = s.run.as_ref().map(|r| r.online) {
-            if s.parked >= online || !s.paused {
-                break;
+        while s.in_guest > 0 && s.paused {
+            // Kick on every round: a vCPU that was between its check and
+            // the ioctl when the previous kick came missed it.
+            if let Some(run) = &s.run {
+                for v in 0..run.online {
+                    run.shared.kick(v);
+                }
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
+                tracing::warn!("pause: {} vCPU(s) did not leave KVM_RUN", s.in_guest);
                 break;
             }
             s = self
                 .0
                 .cond
-                .wait_timeout(s, left.min(Duration::from_millis(20)))
+                .wait_timeout(s, left.min(Duration::from_millis(10)))
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
@@ -261,7 +264,11 @@ impl DomainControl {
         let mut s = self.state();
         match &s.run {
             Some(run) => {
-                let mut r = run.shared.shutdown.lock().unwrap_or_else(|e| e.into_inner());
+                let mut r = run
+                    .shared
+                    .shutdown
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 if r.is_none() {
                     *r = Some(reason_of(exit));
                 }
@@ -317,7 +324,7 @@ impl DomainControl {
 
     pub(crate) fn attach(&self, shared: Arc<Shared>, domain: Arc<Domain>, online: u32) {
         let mut s = self.state();
-        s.parked = 0;
+        s.in_guest = 0;
         s.registers = vec![None; online as usize];
         s.run = Some(Attached {
             shared,
@@ -346,15 +353,29 @@ impl DomainControl {
         self.0.cond.notify_all();
     }
 
-    pub(crate) fn should_park(&self) -> bool {
-        self.state().paused
+    /// Called by a vCPU right before `KVM_RUN`: false when it must park
+    /// instead; true records it as running guest code.
+    pub(crate) fn enter_guest(&self) -> bool {
+        let mut s = self.state();
+        if s.paused {
+            return false;
+        }
+        s.in_guest += 1;
+        true
+    }
+
+    /// Called by a vCPU when `KVM_RUN` returned after [`Self::enter_guest`].
+    pub(crate) fn leave_guest(&self) {
+        let mut s = self.state();
+        s.in_guest = s.in_guest.saturating_sub(1);
+        if s.paused {
+            self.0.cond.notify_all();
+        }
     }
 
     /// Blocks the calling vCPU while the domain is paused and not stopping.
     pub(crate) fn park(&self, stop: &std::sync::atomic::AtomicBool) {
         let mut s = self.state();
-        s.parked += 1;
-        self.0.cond.notify_all();
         while s.paused && !s.destroyed && !stop.load(std::sync::atomic::Ordering::SeqCst) {
             s = self
                 .0
@@ -363,7 +384,6 @@ impl DomainControl {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        s.parked = s.parked.saturating_sub(1);
     }
 
     pub(crate) fn save_registers(&self, vcpu: u32, regs: VcpuRegisters) {

@@ -1,4 +1,5 @@
-//! The domain's PV devices: one xenbus backend per `disk=` entry, served by
+//! The domain's PV devices: one xenbus backend per `disk=` entry and per
+//! extra console / `channel=` entry and per `vif=` entry, served by
 //! one thread that follows the frontends through XenStore watches, plus the
 //! glue that gives `xen-backends` the guest's grant table (the grant frames
 //! are overlays the guest placed with `XENMAPSPACE_grant_table`) and its
@@ -11,8 +12,10 @@ use std::time::Duration;
 
 use xen_backends::blkback::conn::RingEnv;
 use xen_backends::blkback::BlockDevice;
+use xen_backends::console::ConsoleDevice;
 use xen_backends::evtchn::{EventChannels, Notify};
 use xen_backends::grant::GrantTable;
+use xen_backends::netback::NetDevice;
 use xen_backends::xenbus::Watch;
 use xen_emu::guest::Gpa;
 use xen_emu::platform::SpecialPage;
@@ -23,6 +26,13 @@ use crate::{VmConfig, VmmError};
 
 /// One `disk=` entry (see [`xen_backends::blkback::BlockSpec`]).
 pub type DiskSpec = xen_backends::blkback::BlockSpec;
+/// One extra console or `channel=` entry (see
+/// [`xen_backends::console::ConsoleSpec`]).
+pub type ConsoleSpec = xen_backends::console::ConsoleSpec;
+/// Where a console's bytes go on the host.
+pub type ConsoleHost = xen_backends::console::HostEnd;
+/// One `vif=` entry (see [`xen_backends::netback::NetSpec`]).
+pub type VifSpec = xen_backends::netback::NetSpec;
 
 /// Safety-net re-check of the frontends without a watch event.
 const POLL: Duration = Duration::from_millis(250);
@@ -88,7 +98,7 @@ impl Devices {
         mem: Arc<DomainMemory>,
         store: &xenstore::Engine,
     ) -> Result<Option<Self>, VmmError> {
-        if config.disks.is_empty() {
+        if config.disks.is_empty() && config.consoles.is_empty() && config.vifs.is_empty() {
             return Ok(None);
         }
         let (tx, rx) = mpsc::channel::<Msg>();
@@ -107,16 +117,32 @@ impl Devices {
         };
         let domid = config.domid as u16;
         let mut disks = Vec::new();
-        for spec in &config.disks {
-            match BlockDevice::create(store, env.clone(), domid, spec.clone()) {
-                Ok(d) => disks.push(d),
-                Err(e) => {
-                    for d in disks {
-                        d.destroy();
-                    }
-                    return Err(VmmError::Config(e.to_string()));
-                }
-            }
+        let mut consoles = Vec::new();
+        let mut vifs = Vec::new();
+        let created = config
+            .disks
+            .iter()
+            .try_for_each(|spec| {
+                BlockDevice::create(store, env.clone(), domid, spec.clone())
+                    .map(|d| disks.push(d))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|()| {
+                config.consoles.iter().try_for_each(|spec| {
+                    ConsoleDevice::create(store, env.clone(), domid, spec.clone())
+                        .map(|d| consoles.push(d))
+                })
+            })
+            .and_then(|()| {
+                config.vifs.iter().try_for_each(|spec| {
+                    NetDevice::create(store, env.clone(), domid, spec.clone()).map(|d| vifs.push(d))
+                })
+            });
+        if let Err(e) = created {
+            disks.into_iter().for_each(BlockDevice::destroy);
+            consoles.into_iter().for_each(ConsoleDevice::destroy);
+            vifs.into_iter().for_each(NetDevice::destroy);
+            return Err(VmmError::Config(e));
         }
         let watch = Watch::new(store, &format!("/local/domain/{domid}/device"), wake)
             .map_err(VmmError::Config)?;
@@ -135,11 +161,17 @@ impl Devices {
                     for d in &mut disks {
                         d.frontend_changed();
                     }
+                    for c in &mut consoles {
+                        c.frontend_changed();
+                    }
+                    for v in &mut vifs {
+                        v.frontend_changed();
+                    }
                 }
                 drop(watch);
-                for d in disks {
-                    d.destroy();
-                }
+                disks.into_iter().for_each(BlockDevice::destroy);
+                consoles.into_iter().for_each(ConsoleDevice::destroy);
+                vifs.into_iter().for_each(NetDevice::destroy);
             })
             .map_err(|e| VmmError::Thread(format!("spawning the xenbus thread: {e}")))?;
         Ok(Some(Self {

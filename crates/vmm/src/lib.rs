@@ -29,10 +29,11 @@ mod backends;
 mod devices;
 mod platform;
 mod run;
+mod smp;
 
-pub use devices::DiskSpec;
-pub use error::VmmError;
 pub use control::{CoreDump, DomainControl, Ended, MemoryRange, VcpuRegisters};
+pub use devices::{ConsoleHost, ConsoleSpec, DiskSpec, VifSpec};
+pub use error::VmmError;
 pub use run::{run_domain, run_domain_controlled, run_domain_with_store};
 
 /// How the guest's timers behave when it is descheduled (`timer_mode`,
@@ -99,6 +100,10 @@ pub struct VmConfig {
     pub max_pirq: u32,
     /// PV block devices (`disk=`), served by `xen-backends`.
     pub disks: Vec<DiskSpec>,
+    /// Extra PV consoles and `channel=` entries (device ids from 1).
+    pub consoles: Vec<ConsoleSpec>,
+    /// PV network interfaces (`vif=`), each on a host TAP device.
+    pub vifs: Vec<VifSpec>,
 }
 
 impl VmConfig {
@@ -125,6 +130,8 @@ impl VmConfig {
             max_event_channels: 1023,
             max_pirq: 256,
             disks: Vec::new(),
+            consoles: Vec::new(),
+            vifs: Vec::new(),
         }
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Shared {
     pub pending_msrs: Vec<Mutex<Vec<(u32, u64)>>>,
     /// Each vCPU thread, for kicks.
     pub threads: Mutex<Vec<Option<libc::pthread_t>>>,
+    /// `VCPUOP_up`/`VCPUOP_down` requests, per vCPU.
+    pub vcpu_ctl: Vec<crate::smp::VcpuCtl>,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
             hypervisor_log: Mutex::new(Vec::new()),
             pending_msrs: (0..vcpus).map(|_| Mutex::new(Vec::new())).collect(),
             threads: Mutex::new(vec![None; vcpus as usize]),
+            vcpu_ctl: (0..vcpus).map(|_| Default::default()).collect(),
         }
     }
 
@@ -54,6 +57,9 @@ impl Shared {
 
     pub fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
+        for c in &self.vcpu_ctl {
+            c.notify();
+        }
         let n = self.pending_msrs.len() as u32;
         for v in 0..n {
             self.kick(v);
@@ -156,6 +162,28 @@ impl Platform for KvmPlatform {
     fn kick(&self, vcpu: u32) {
         if crate::vcpu::current_vcpu() != Some(vcpu) {
             self.shared.kick(vcpu);
+        }
+    }
+
+    fn vcpu_up(&self, vcpu: u32, start: Option<xen_emu::platform::VcpuStart>) -> bool {
+        let Some(c) = self.shared.vcpu_ctl.get(vcpu as usize) else {
+            return false;
+        };
+        if !c.up(start) {
+            return false;
+        }
+        if crate::vcpu::current_vcpu() != Some(vcpu) {
+            self.shared.kick(vcpu);
+        }
+        true
+    }
+
+    fn vcpu_down(&self, vcpu: u32) {
+        if let Some(c) = self.shared.vcpu_ctl.get(vcpu as usize) {
+            c.down();
+            if crate::vcpu::current_vcpu() != Some(vcpu) {
+                self.shared.kick(vcpu);
+            }
         }
     }
 

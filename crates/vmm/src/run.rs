@@ -12,13 +12,13 @@ use xen_emu::platform::ShutdownReason;
 use xen_emu::{Domain, DomainConfig};
 
 use crate::backends::Backends;
+use crate::control::{DomainControl, Ended, MemoryRange};
 use crate::cpuid::{self, CpuidConfig};
 use crate::memory::{DomainMemory, MemslotSink};
 use crate::platform::{KvmPlatform, Shared};
 use crate::start_info::Module;
 use crate::vcpu::{TrapPath, Vcpu};
 use crate::{acpi, e820, elf, kvm_xen, layout, start_info};
-use crate::control::{DomainControl, Ended, MemoryRange};
 use crate::{ConsoleIo, DomainExit, RunOutcome, RunStats, VmConfig, VmmError};
 
 const KVM_CAP_XEN_HVM: u64 = 38;
@@ -367,7 +367,11 @@ fn run_inner(
             sync_regs,
             stats: Default::default(),
             control: control.cloned(),
+            apic: config.apic,
         };
+        if let Some(c) = shared.vcpu_ctl.get(id as usize) {
+            c.set_exists(true);
+        }
         let done = done_tx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu{id}"))

@@ -164,6 +164,12 @@ struct HypercallCtx<'a> {
     cpl: u8,
     paging: PagingState,
     mem: &'a DomainMemory,
+    /// `RFLAGS.IF` at the call.
+    interrupts: bool,
+    /// Whether KVM can halt this vCPU (in-kernel LAPIC).
+    can_halt: bool,
+    /// Set when xen-emu handed a `SCHEDOP_block` to us.
+    halt: bool,
 }
 
 impl VcpuContext for HypercallCtx<'_> {
@@ -179,7 +185,17 @@ impl VcpuContext for HypercallCtx<'_> {
     fn cpl(&self) -> u8 {
         self.cpl
     }
+    fn interrupts_enabled(&self) -> bool {
+        self.interrupts
+    }
+    fn block_in_platform(&mut self) -> bool {
+        self.halt = self.can_halt;
+        self.halt
+    }
 }
+
+/// `RFLAGS.IF`.
+const RFLAGS_IF: u64 = 1 << 9;
 
 /// Hypercall arguments from the registers of a page-stub call.
 pub fn args_from_regs(regs: &kvm_bindings::kvm_regs, mode: GuestMode) -> [u64; 5] {
@@ -214,6 +230,8 @@ pub(crate) struct Vcpu {
     pub stats: VcpuStats,
     /// The toolstack's pause/destroy handle, if any.
     pub control: Option<crate::control::DomainControl>,
+    /// An in-kernel LAPIC (`apic = 1`): KVM can halt the vCPU.
+    pub apic: bool,
 }
 
 impl Vcpu {
@@ -307,19 +325,30 @@ impl Vcpu {
             if self.shared.stop.load(Ordering::SeqCst) {
                 return Ok(());
             }
+            if let Some(ctl) = self.shared.vcpu_ctl.get(self.id as usize) {
+                let stop = &self.shared.stop;
+                if ctl.service(&self.fd, || stop.load(Ordering::SeqCst))? {
+                    continue;
+                }
+            }
+            self.apply_pending_msrs()?;
+            // Paused by the toolstack: complete the last exit, then wait.
             if let Some(control) = self.control.clone() {
-                if control.should_park() {
+                if !control.enter_guest() {
                     self.complete_pending_exit()?;
                     control.park(&self.shared.stop);
                     continue;
                 }
             }
-            self.apply_pending_msrs()?;
             if first_entry.is_none() {
                 *first_entry = Some(started.elapsed());
             }
-            match self.fd.run() {
-                Ok(_) => {}
+            let ran = self.fd.run().map(|_| ());
+            if let Some(control) = &self.control {
+                control.leave_guest();
+            }
+            match ran {
+                Ok(()) => {}
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {
                     self.fd.set_kvm_immediate_exit(0);
                     continue;
@@ -372,10 +401,9 @@ impl Vcpu {
             tracing::debug!("vCPU {}: completing the last exit: {e}", self.id);
         }
         match (self.fd.get_regs(), self.fd.get_sregs()) {
-            (Ok(r), Ok(s)) => control.save_registers(
-                self.id,
-                crate::control::VcpuRegisters::from_kvm(&r, &s),
-            ),
+            (Ok(r), Ok(s)) => {
+                control.save_registers(self.id, crate::control::VcpuRegisters::from_kvm(&r, &s))
+            }
             (Err(e), _) | (_, Err(e)) => {
                 tracing::warn!("vCPU {}: reading registers for a core dump: {e}", self.id)
             }
@@ -512,14 +540,28 @@ impl Vcpu {
                 }
             }
         };
+        let rflags = if self.sync_regs {
+            self.fd.sync_regs().regs.rflags
+        } else {
+            self.fd.get_regs().map(|r| r.rflags).unwrap_or(RFLAGS_IF)
+        };
         let mut ctx = HypercallCtx {
             id: self.id,
             mode,
             cpl,
             paging: Self::paging(&sregs),
             mem: &self.mem,
+            interrupts: rflags & RFLAGS_IF != 0,
+            can_halt: self.apic,
+            halt: false,
         };
-        self.domain.hypercall(&mut ctx, nr, args)
+        let ret = self.domain.hypercall(&mut ctx, nr, args);
+        if ctx.halt {
+            if let Err(e) = crate::smp::halt(&self.fd) {
+                tracing::warn!("vCPU {}: {e}", self.id);
+            }
+        }
+        ret
     }
 
     fn port_hypercall(&mut self, nr: u64) -> Result<(), VmmError> {
@@ -543,8 +585,12 @@ impl Vcpu {
             cpl: sregs.cs.dpl,
             paging: Self::paging(&sregs),
             mem: &self.mem,
+            interrupts: regs.rflags & RFLAGS_IF != 0,
+            can_halt: self.apic,
+            halt: false,
         };
         let ret = self.domain.hypercall(&mut ctx, nr, args);
+        let halt = ctx.halt;
         if self.sync_regs {
             let s = self.fd.sync_regs_mut();
             s.regs.rax = ret as u64;
@@ -559,6 +605,9 @@ impl Vcpu {
             self.fd
                 .set_regs(&r)
                 .map_err(VmmError::kvm("KVM_SET_REGS"))?;
+        }
+        if halt {
+            crate::smp::halt(&self.fd)?;
         }
         self.stats.hypercalls += 1;
         self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;

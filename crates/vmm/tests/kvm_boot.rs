@@ -7,7 +7,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use vmm::elf::build::{image, NoteVia};
-use vmm::{ConsoleIo, DomainExit, VmConfig, VmmError};
+use vmm::{ConsoleIo, DomainExit, VmConfig};
 
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;

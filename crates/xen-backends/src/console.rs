@@ -127,6 +127,16 @@ fn open_pty() -> std::io::Result<(File, String)> {
     if !ok {
         return Err(std::io::Error::last_os_error());
     }
+    // Raw mode, as xenconsoled sets it: bytes pass unchanged and reads on
+    // the slave do not wait for a newline.
+    // SAFETY: termios is plain data; tcgetattr fills it for our descriptor.
+    unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) == 0 {
+            libc::cfmakeraw(&mut t);
+            libc::tcsetattr(fd, libc::TCSANOW, &t);
+        }
+    }
     // SAFETY: ptsname_r NUL-terminated the buffer on success.
     let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
         .to_string_lossy()

@@ -8,7 +8,9 @@
 //! * [`evtchn`]: the backend's ports ([`evtchn::EventChannels`]).
 //! * [`sring`]: shared rings (`io/ring.h`), multi-page.
 //! * [`blkif`] + [`blkback`]: the block backend.
+//! * [`netif`] + [`netback`]: the network backend (TAP).
 //! * [`console`]: extra consoles and `channel=` entries (pty, socket, file).
+//! * [`platform_pci`]: the Xen platform PCI device and unplug ports (HVM).
 //! * [`testing`]: an in-process frontend environment for tests and benches.
 //!
 //! The VMM implements [`grant::GrantTable`] and [`evtchn::EventChannels`]
@@ -19,6 +21,9 @@ pub mod blkif;
 pub mod console;
 pub mod evtchn;
 pub mod grant;
+pub mod netback;
+pub mod netif;
+pub mod platform_pci;
 pub mod sring;
 pub mod testing;
 pub mod xenbus;

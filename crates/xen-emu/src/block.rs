@@ -10,8 +10,17 @@ use std::time::{Duration, Instant};
 /// One vCPU's parking spot.
 #[derive(Debug, Default)]
 pub struct Parker {
-    woken: Mutex<bool>,
+    woken: Mutex<Flags>,
     cv: Condvar,
+}
+
+/// Under the parker's lock: an explicit wake-up (remembered until the next
+/// park consumes it) and a count of event notifications (only events
+/// after a block started count for it).
+#[derive(Debug, Default)]
+struct Flags {
+    woken: bool,
+    events: u64,
 }
 
 /// Why [`Parker::park`] returned.
@@ -29,29 +38,42 @@ impl Parker {
     /// Wakes the parked thread (or the next `park`).
     pub fn wake(&self) {
         let mut w = self.woken.lock().unwrap_or_else(|e| e.into_inner());
-        *w = true;
+        w.woken = true;
         self.cv.notify_all();
     }
 
-    /// Forgets a wake-up that arrived before the caller started to block
-    /// (a stale event must not end a new `SCHEDOP_block` at once). Events
-    /// after this call still wake the next [`Self::park`].
-    pub fn clear(&self) {
-        *self.woken.lock().unwrap_or_else(|e| e.into_inner()) = false;
+    /// An event arrived for the vCPU: wakes a park that started after
+    /// [`Self::events`] returned an older count.
+    pub fn notify_event(&self) {
+        let mut w = self.woken.lock().unwrap_or_else(|e| e.into_inner());
+        w.events = w.events.wrapping_add(1);
+        self.cv.notify_all();
+    }
+
+    /// The event count now (taken when a block starts).
+    pub fn events(&self) -> u64 {
+        self.woken.lock().unwrap_or_else(|e| e.into_inner()).events
     }
 
     /// Sleeps until `ready()` holds, a wake arrives or `deadline` passes.
     /// `ready` is evaluated under the parker's lock, so a waker that makes
     /// it true and then calls [`Self::wake`] is never missed.
-    pub fn park(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> bool) -> Wake {
+    /// `since`: an event count from [`Self::events`]; any event after it
+    /// ends the park too.
+    pub fn park(
+        &self,
+        deadline: Option<Instant>,
+        since: Option<u64>,
+        mut ready: impl FnMut() -> bool,
+    ) -> Wake {
         let mut w = self.woken.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if ready() {
-                *w = false;
+                w.woken = false;
                 return Wake::Ready;
             }
-            if *w {
-                *w = false;
+            if w.woken || since.is_some_and(|s| s != w.events) {
+                w.woken = false;
                 return Wake::Woken;
             }
             match deadline {

@@ -194,7 +194,8 @@ impl State {
     /// domain-wide callback or vCPU 0's own vector).
     pub fn callback_is_vector(&self) -> bool {
         let via = self.params.get_raw(hp::HVM_PARAM_CALLBACK_IRQ).unwrap_or(0);
-        (via != 0 && via >> hp::HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT == hp::HVM_PARAM_CALLBACK_TYPE_VECTOR)
+        (via != 0
+            && via >> hp::HVM_PARAM_CALLBACK_IRQ_TYPE_SHIFT == hp::HVM_PARAM_CALLBACK_TYPE_VECTOR)
             || self.upcall_vector.first().is_some_and(|v| v.is_some())
     }
 }
@@ -527,6 +528,14 @@ impl Domain {
         }
     }
 
+    /// An event reached `vcpu`: ends its `SCHEDOP_block` even with
+    /// interrupts off (Xen's `vcpu_unblock` from `vcpu_kick`).
+    pub(crate) fn event_for_vcpu(&self, vcpu: u32) {
+        if let Some(p) = self.parkers.get(vcpu as usize) {
+            p.notify_event();
+        }
+    }
+
     /// [`Domain::wake_vcpu`] for every vCPU.
     pub fn wake_all(&self) {
         for p in &self.parkers {
@@ -564,14 +573,16 @@ impl Domain {
                 if let Some(u) = route {
                     self.platform.upcall(vcpu, u);
                 }
+                // vcpu_mark_events_pending kicks only on 0 -> 1.
+                self.event_for_vcpu(vcpu);
             }
             Ok(false) => {}
             Err(e) => tracing::warn!("cannot mark {port} pending for vCPU {vcpu}: {e}"),
         }
-        self.wake_vcpu(vcpu);
+        // evtchn_check_pollers: pollers re-check their ports.
         for (i, p) in self.polling.iter().enumerate() {
             if p.load(Ordering::SeqCst) {
-                self.wake_vcpu(i as u32);
+                self.event_for_vcpu(i as u32);
             }
         }
     }
@@ -583,7 +594,7 @@ impl Domain {
         if let Some(u) = route {
             self.platform.upcall(vcpu, u);
         }
-        self.wake_vcpu(vcpu);
+        self.event_for_vcpu(vcpu);
     }
 
     /// Writes shared_info's wallclock (`update_domain_wallclock_time`):

@@ -80,7 +80,10 @@ impl Timers {
 
     /// When `vcpu`'s singleshot timer fires, if armed.
     pub fn singleshot(&self, vcpu: u32) -> Option<Instant> {
-        self.lock().vcpus.get(vcpu as usize).and_then(|t| t.singleshot)
+        self.lock()
+            .vcpus
+            .get(vcpu as usize)
+            .and_then(|t| t.singleshot)
     }
 
     /// `vcpu`'s periodic timer period, if running.
@@ -98,7 +101,10 @@ impl Timers {
     }
 
     fn changed(self: &Arc<Self>, mut g: std::sync::MutexGuard<'_, Inner>, d: &Weak<Domain>) {
-        if !g.thread_started && g.vcpus.iter().any(|t| t.singleshot.is_some() || t.periodic.is_some())
+        if !g.thread_started
+            && g.vcpus
+                .iter()
+                .any(|t| t.singleshot.is_some() || t.periodic.is_some())
         {
             let me = self.clone();
             let d = d.clone();
@@ -215,7 +221,7 @@ impl Domain {
         self.update_time_area(vcpu);
         self.raise_virq(vcpu, xen_abi::xen::VIRQ_TIMER);
         // Even with VIRQ_TIMER unbound, a blocked vCPU wakes (vcpu_unblock).
-        self.wake_vcpu(vcpu);
+        self.event_for_vcpu(vcpu);
     }
 
     /// When `vcpu`'s singleshot timer is due, if armed (for the VMM and

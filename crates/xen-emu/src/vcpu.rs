@@ -107,6 +107,25 @@ impl Domain {
             .map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
+    /// `vcpu` is executing guest code: mark it up if it was not (started
+    /// by INIT/SIPI), and running if it was blocked in the platform (a
+    /// `SCHEDOP_block` handed to KVM ends without telling us; its blocked
+    /// time runs until the vCPU's next hypercall).
+    pub(crate) fn note_running(&self, vcpu: u32) {
+        let change = match self.vcpu_state(vcpu) {
+            Some(mut v) if !v.up => {
+                v.up = true;
+                v.initialised = true;
+                true
+            }
+            Some(v) => v.runstate.state != RUNSTATE_RUNNING,
+            None => false,
+        };
+        if change {
+            self.set_runstate(vcpu, RUNSTATE_RUNNING);
+        }
+    }
+
     /// Moves `vcpu` to runstate `state` and updates its guest area.
     pub(crate) fn set_runstate(&self, vcpu: u32, state: i32) {
         let now = self.platform.system_time_ns();

@@ -14,9 +14,8 @@ use xen_abi::physdev::*;
 use xen_abi::sched::*;
 use xen_abi::vcpu::*;
 use xen_abi::xen::{
-    SharedInfo, HYPERVISOR_HVM_OP as HO, HYPERVISOR_MEMORY_OP as MO,
-    HYPERVISOR_PHYSDEV_OP as PO, HYPERVISOR_SCHED_OP as SO, HYPERVISOR_SET_TIMER_OP as TO,
-    HYPERVISOR_VCPU_OP as VO, VIRQ_TIMER,
+    SharedInfo, HYPERVISOR_HVM_OP as HO, HYPERVISOR_MEMORY_OP as MO, HYPERVISOR_PHYSDEV_OP as PO,
+    HYPERVISOR_SCHED_OP as SO, HYPERVISOR_SET_TIMER_OP as TO, HYPERVISOR_VCPU_OP as VO, VIRQ_TIMER,
 };
 use xen_abi::DOMID_SELF;
 use xen_emu::platform::{ShutdownReason, Upcall};
@@ -161,12 +160,34 @@ fn block_with_interrupts_off_ignores_a_pending_upcall_until_the_next_event() {
     let mut t = h();
     map_shinfo(&mut t);
     set_callback_vector(&mut t, 0xf3);
-    let port = t.d.create_backend_channel(std::sync::Arc::new(|_| {})).unwrap();
+    let port =
+        t.d.create_backend_channel(std::sync::Arc::new(|_| {}))
+            .unwrap();
     t.d.backend_send(port.0).unwrap();
     // IF=1: a pending upcall returns at once.
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
-    // IF=0: it sleeps until something else happens.
+    // IF=0: it sleeps until something else happens (here a kick, as a
+    // LAPIC interrupt would be).
     t.v.interrupts = false;
+    let d = t.d.clone();
+    let waker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        d.wake_vcpu(0);
+    });
+    let t0 = Instant::now();
+    assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        t0.elapsed()
+    );
+    waker.join().unwrap();
+    // IF=0 and a new event (upcall 0 -> 1 after the guest acked): wakes.
+    let mut si: SharedInfo = t.mem.get(SHINFO);
+    si.vcpu_info[0].evtchn_upcall_pending = 0;
+    si.vcpu_info[0].evtchn_pending_sel = 0;
+    si.evtchn_pending = [0; 64];
+    t.mem.put(SHINFO, &si);
     let d = t.d.clone();
     let waker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
@@ -174,7 +195,11 @@ fn block_with_interrupts_off_ignores_a_pending_upcall_until_the_next_event() {
     });
     let t0 = Instant::now();
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
-    assert!(t0.elapsed() >= Duration::from_millis(40), "{:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(40),
+        "{:?}",
+        t0.elapsed()
+    );
     waker.join().unwrap();
 }
 
@@ -205,7 +230,10 @@ fn block_wakes_on_virq_timer() {
     let t0 = Instant::now();
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
     let e = t0.elapsed();
-    assert!(e >= Duration::from_millis(15) && e < Duration::from_secs(2), "{e:?}");
+    assert!(
+        e >= Duration::from_millis(15) && e < Duration::from_secs(2),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -328,7 +356,10 @@ fn vcpu_initialise_up_down_is_up() {
         })
         .unwrap();
     assert!(start.long_mode);
-    assert_eq!((start.rip, start.gprs[4], start.cr3), (0x1234, 0x9000, 0x5000));
+    assert_eq!(
+        (start.rip, start.gprs[4], start.cr3),
+        (0x1234, 0x9000, 0x5000)
+    );
     // Down, then up again resumes (no new state).
     assert_eq!(t.call(VO, &[VCPUOP_DOWN, 1, 0]), 0);
     assert_eq!(t.call(VO, &[VCPUOP_IS_UP, 1, 0]), 0);
@@ -353,7 +384,10 @@ fn vcpu_up_fails_when_the_platform_cannot_run_it() {
     let d = xen_emu::Domain::new(config(), mem.clone(), plat);
     let mut v = xen_emu::testing::FakeVcpu::long64(0);
     mem.put(ARG, &hvm_ctx64(0x1000));
-    assert_eq!(d.hypercall(&mut v, VO, [VCPUOP_INITIALISE, 1, ARG, 0, 0]), 0);
+    assert_eq!(
+        d.hypercall(&mut v, VO, [VCPUOP_INITIALISE, 1, ARG, 0, 0]),
+        0
+    );
     assert_eq!(d.hypercall(&mut v, VO, [VCPUOP_UP, 1, 0, 0, 0]), -EINVAL);
     assert_eq!(d.hypercall(&mut v, VO, [VCPUOP_IS_UP, 1, 0, 0, 0]), 0);
 }
@@ -428,7 +462,10 @@ fn gsi_mapped_to_pirq_is_delivered_as_an_event() {
     assert_eq!(t.call(PO, &[PHYSDEVOP_IRQ_STATUS_QUERY, ARG]), -EINVAL);
     t.mem.put(ARG, &PhysdevIrqStatusQuery { irq: 16, flags: 0 });
     assert_eq!(t.call(PO, &[PHYSDEVOP_IRQ_STATUS_QUERY, ARG]), 0);
-    assert_eq!(t.mem.get::<PhysdevIrqStatusQuery>(ARG).flags, XENIRQSTAT_NEEDS_EOI);
+    assert_eq!(
+        t.mem.get::<PhysdevIrqStatusQuery>(ARG).flags,
+        XENIRQSTAT_NEEDS_EOI
+    );
     t.mem.put(ARG, &PhysdevIrqStatusQuery { irq: 64, flags: 0 });
     assert_eq!(t.call(PO, &[PHYSDEVOP_IRQ_STATUS_QUERY, ARG]), -EINVAL);
     // Bind it.
@@ -475,7 +512,10 @@ fn gsi_mapped_to_pirq_is_delivered_as_an_event() {
     assert_eq!((st.status, st.u0), (EVTCHNSTAT_PIRQ, 16));
     // The VMM raises GSI 20: an event, not an IOAPIC interrupt.
     assert!(t.d.deliver_gsi(20, true));
-    assert!(!t.d.deliver_gsi(21, true), "unmapped GSI goes the normal way");
+    assert!(
+        !t.d.deliver_gsi(21, true),
+        "unmapped GSI goes the normal way"
+    );
     let si: SharedInfo = t.mem.get(SHINFO);
     assert_ne!(si.evtchn_pending[0] & (1 << port), 0);
     // EOI while still asserted re-fires (level GSI >= 16).
@@ -504,9 +544,19 @@ fn gsi_mapped_to_pirq_is_delivered_as_an_event() {
 fn msi_pirqs_and_get_free_pirq() {
     let mut t = pirq_h();
     set_callback_vector(&mut t, 0xf3);
-    t.mem.put(ARG, &PhysdevGetFreePirq { type_: MAP_PIRQ_TYPE_MSI, pirq: 0 });
+    t.mem.put(
+        ARG,
+        &PhysdevGetFreePirq {
+            type_: MAP_PIRQ_TYPE_MSI,
+            pirq: 0,
+        },
+    );
     assert_eq!(t.call(PO, &[PHYSDEVOP_GET_FREE_PIRQ, ARG]), 0);
-    assert_eq!(t.mem.get::<PhysdevGetFreePirq>(ARG).pirq, 63, "highest first");
+    assert_eq!(
+        t.mem.get::<PhysdevGetFreePirq>(ARG).pirq,
+        63,
+        "highest first"
+    );
     let (r, pirq) = map_pirq(&mut t, MAP_PIRQ_TYPE_MSI, -1, -1);
     assert_eq!((r, pirq), (0, 62));
     let (_, op) = evtchn_op(
@@ -526,7 +576,13 @@ fn msi_pirqs_and_get_free_pirq() {
     // Run out of pirqs: ENOSPC.
     let mut last = 0;
     for _ in 0..100 {
-        t.mem.put(ARG, &PhysdevGetFreePirq { type_: MAP_PIRQ_TYPE_GSI, pirq: 0 });
+        t.mem.put(
+            ARG,
+            &PhysdevGetFreePirq {
+                type_: MAP_PIRQ_TYPE_GSI,
+                pirq: 0,
+            },
+        );
         last = t.call(PO, &[PHYSDEVOP_GET_FREE_PIRQ, ARG]);
         if last != 0 {
             break;
@@ -545,24 +601,62 @@ fn fifo_init_control_checks_arguments_then_enosys() {
         link_bits: 0,
         pad: [0; 7],
     };
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(9, 0)).0, -ENOENT);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 4096 - 64)).0, -EINVAL);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 4)).0, -EINVAL);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 8)).0, -ENOSYS);
-    assert_eq!(t.call(xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP, &[EVTCHNOP_INIT_CONTROL, UNMAPPED]), -EFAULT);
-    assert_eq!(t.call(xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP, &[EVTCHNOP_EXPAND_ARRAY, ARG]), -EOPNOTSUPP);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_SET_PRIORITY, &[5000u32, 0]).0, -EINVAL);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_SET_PRIORITY, &[0u32, 0]).0, -ENOSYS);
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(9, 0)).0,
+        -ENOENT
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 4096 - 64)).0,
+        -EINVAL
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 4)).0,
+        -EINVAL
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_INIT_CONTROL, &ic(0, 8)).0,
+        -ENOSYS
+    );
+    assert_eq!(
+        t.call(
+            xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            &[EVTCHNOP_INIT_CONTROL, UNMAPPED]
+        ),
+        -EFAULT
+    );
+    assert_eq!(
+        t.call(
+            xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP,
+            &[EVTCHNOP_EXPAND_ARRAY, ARG]
+        ),
+        -EOPNOTSUPP
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_SET_PRIORITY, &[5000u32, 0]).0,
+        -EINVAL
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_SET_PRIORITY, &[0u32, 0]).0,
+        -ENOSYS
+    );
 }
 
 #[test]
 fn reset_closes_every_port() {
     let mut t = h();
     map_shinfo(&mut t);
-    let p = t.d.create_backend_channel(std::sync::Arc::new(|_| {})).unwrap();
+    let p =
+        t.d.create_backend_channel(std::sync::Arc::new(|_| {}))
+            .unwrap();
     let v = bind_timer(&mut t, 0);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_RESET, &EvtchnReset { dom: 77 }).0, -ESRCH);
-    assert_eq!(evtchn_op(&mut t, EVTCHNOP_RESET, &EvtchnReset { dom: DOMID_SELF }).0, 0);
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_RESET, &EvtchnReset { dom: 77 }).0,
+        -ESRCH
+    );
+    assert_eq!(
+        evtchn_op(&mut t, EVTCHNOP_RESET, &EvtchnReset { dom: DOMID_SELF }).0,
+        0
+    );
     for port in [p.0, v] {
         let (_, st) = evtchn_op(
             &mut t,
@@ -584,9 +678,14 @@ fn bind_vcpu_follows_xen_rules() {
     let mut t = h();
     map_shinfo(&mut t);
     let timer = bind_timer(&mut t, 0);
-    let bv = |t: &mut H, port, vcpu| evtchn_op(t, EVTCHNOP_BIND_VCPU, &EvtchnBindVcpu { port, vcpu }).0;
+    let bv =
+        |t: &mut H, port, vcpu| evtchn_op(t, EVTCHNOP_BIND_VCPU, &EvtchnBindVcpu { port, vcpu }).0;
     assert_eq!(bv(&mut t, timer, 1), -EINVAL, "per-vCPU VIRQ");
-    let (_, ipi) = evtchn_op(&mut t, EVTCHNOP_BIND_IPI, &EvtchnBindIpi { vcpu: 0, port: 0 });
+    let (_, ipi) = evtchn_op(
+        &mut t,
+        EVTCHNOP_BIND_IPI,
+        &EvtchnBindIpi { vcpu: 0, port: 0 },
+    );
     assert_eq!(bv(&mut t, ipi.port, 1), -EINVAL, "IPI");
     let (_, unb) = evtchn_op(
         &mut t,
@@ -628,32 +727,96 @@ fn balloon_decrease_then_populate_moves_current_reservation() {
     };
     let start = cur(&mut t);
     t.mem.put(0x200 << 12, &[0xaau8; 16]);
-    assert_eq!(reservation(&mut t, XENMEM_DECREASE_RESERVATION, &[0x200, 0x201], 0, DOMID_SELF), 2);
+    assert_eq!(
+        reservation(
+            &mut t,
+            XENMEM_DECREASE_RESERVATION,
+            &[0x200, 0x201],
+            0,
+            DOMID_SELF
+        ),
+        2
+    );
     assert_eq!(cur(&mut t), start - 2);
     assert_eq!(t.mem.get::<[u8; 16]>(0x200 << 12), [0; 16], "scrubbed");
     // Giving back the same frame again stops there.
-    assert_eq!(reservation(&mut t, XENMEM_DECREASE_RESERVATION, &[0x202, 0x200], 0, DOMID_SELF), 1);
+    assert_eq!(
+        reservation(
+            &mut t,
+            XENMEM_DECREASE_RESERVATION,
+            &[0x202, 0x200],
+            0,
+            DOMID_SELF
+        ),
+        1
+    );
     assert_eq!(cur(&mut t), start - 3);
     // Not RAM (beyond the map): populate stops at it.
-    assert_eq!(reservation(&mut t, XENMEM_POPULATE_PHYSMAP, &[0x200, 0xfffff], 0, DOMID_SELF), 1);
-    assert_eq!(reservation(&mut t, XENMEM_POPULATE_PHYSMAP, &[0x201, 0x202], 0, DOMID_SELF), 2);
+    assert_eq!(
+        reservation(
+            &mut t,
+            XENMEM_POPULATE_PHYSMAP,
+            &[0x200, 0xfffff],
+            0,
+            DOMID_SELF
+        ),
+        1
+    );
+    assert_eq!(
+        reservation(
+            &mut t,
+            XENMEM_POPULATE_PHYSMAP,
+            &[0x201, 0x202],
+            0,
+            DOMID_SELF
+        ),
+        2
+    );
     assert_eq!(cur(&mut t), start);
     // Order above 9 and foreign domids: nothing done.
-    assert_eq!(reservation(&mut t, XENMEM_POPULATE_PHYSMAP, &[0x200], 10, DOMID_SELF), 0);
-    assert_eq!(reservation(&mut t, XENMEM_DECREASE_RESERVATION, &[0x200], 0, 0), 0);
+    assert_eq!(
+        reservation(&mut t, XENMEM_POPULATE_PHYSMAP, &[0x200], 10, DOMID_SELF),
+        0
+    );
+    assert_eq!(
+        reservation(&mut t, XENMEM_DECREASE_RESERVATION, &[0x200], 0, 0),
+        0
+    );
     // increase_reservation only counts, up to maxmem.
     let max = t.d.config().max_pages as i64;
-    assert_eq!(reservation(&mut t, XENMEM_INCREASE_RESERVATION, &[0; 4], 0, DOMID_SELF), 4);
+    assert_eq!(
+        reservation(&mut t, XENMEM_INCREASE_RESERVATION, &[0; 4], 0, DOMID_SELF),
+        4
+    );
     assert_eq!(cur(&mut t), start + 4);
     let room = (max - start - 4) as usize;
     let many = vec![0u64; room + 3];
     assert_eq!(
-        reservation(&mut t, XENMEM_INCREASE_RESERVATION, &many[..(room + 3).min(500)], 0, DOMID_SELF),
+        reservation(
+            &mut t,
+            XENMEM_INCREASE_RESERVATION,
+            &many[..(room + 3).min(500)],
+            0,
+            DOMID_SELF
+        ),
         (room.min(500)) as i64
     );
     // Continuation index past the end returns it.
-    t.mem.put(ARG, &XenMemoryReservation { extent_start: BUF, nr_extents: 2, ..Default::default() });
-    assert_eq!(t.call(MO, &[XENMEM_POPULATE_PHYSMAP | (5 << MEMOP_EXTENT_SHIFT), ARG]), 5);
+    t.mem.put(
+        ARG,
+        &XenMemoryReservation {
+            extent_start: BUF,
+            nr_extents: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        t.call(
+            MO,
+            &[XENMEM_POPULATE_PHYSMAP | (5 << MEMOP_EXTENT_SHIFT), ARG]
+        ),
+        5
+    );
 }
 
 #[test]
@@ -672,7 +835,14 @@ fn guest_grant_copy_between_its_own_grants_and_frames() {
     );
     assert_eq!(t.call(MO, &[7, ARG]), 0);
     // gref 9 grants frame 0x300 to ourselves (domid 5).
-    t.mem.put((0x7000 << 12) + 72, &GrantEntryV1 { flags: GTF_PERMIT_ACCESS, domid: 5, frame: 0x300 });
+    t.mem.put(
+        (0x7000 << 12) + 72,
+        &GrantEntryV1 {
+            flags: GTF_PERMIT_ACCESS,
+            domid: 5,
+            frame: 0x300,
+        },
+    );
     t.mem.put(0x300 << 12, b"granted!");
     let op = |src: GnttabCopyPtr, dst: GnttabCopyPtr, flags: u16, len: u16| GnttabCopy {
         source: src,
@@ -682,17 +852,48 @@ fn guest_grant_copy_between_its_own_grants_and_frames() {
         status: 99,
         pad: 0,
     };
-    let gref = |u: u64, domid: u16| GnttabCopyPtr { u, domid, offset: 0, pad: 0 };
+    let gref = |u: u64, domid: u16| GnttabCopyPtr {
+        u,
+        domid,
+        offset: 0,
+        pad: 0,
+    };
     let ops = [
-        op(gref(9, DOMID_SELF), gref(0x301, DOMID_SELF), GNTCOPY_SOURCE_GREF, 8),
+        op(
+            gref(9, DOMID_SELF),
+            gref(0x301, DOMID_SELF),
+            GNTCOPY_SOURCE_GREF,
+            8,
+        ),
         op(gref(0x300, 0), gref(0x301, DOMID_SELF), 0, 8),
-        op(gref(9, DOMID_SELF), gref(0x301, DOMID_SELF), GNTCOPY_SOURCE_GREF, 4097),
-        op(gref(10, DOMID_SELF), gref(0x301, DOMID_SELF), GNTCOPY_SOURCE_GREF, 8),
+        op(
+            gref(9, DOMID_SELF),
+            gref(0x301, DOMID_SELF),
+            GNTCOPY_SOURCE_GREF,
+            4097,
+        ),
+        op(
+            gref(10, DOMID_SELF),
+            gref(0x301, DOMID_SELF),
+            GNTCOPY_SOURCE_GREF,
+            8,
+        ),
         op(gref(9, 33), gref(0x301, DOMID_SELF), GNTCOPY_SOURCE_GREF, 8),
-        op(gref(600, DOMID_SELF), gref(0x301, DOMID_SELF), GNTCOPY_SOURCE_GREF, 8),
+        op(
+            gref(600, DOMID_SELF),
+            gref(0x301, DOMID_SELF),
+            GNTCOPY_SOURCE_GREF,
+            8,
+        ),
     ];
     t.mem.put(BUF, &ops);
-    assert_eq!(t.call(xen_abi::xen::HYPERVISOR_GRANT_TABLE_OP, &[GNTTABOP_COPY, BUF, 6]), 0);
+    assert_eq!(
+        t.call(
+            xen_abi::xen::HYPERVISOR_GRANT_TABLE_OP,
+            &[GNTTABOP_COPY, BUF, 6]
+        ),
+        0
+    );
     let out: [GnttabCopy; 6] = t.mem.get(BUF);
     let st: Vec<i16> = out.iter().map(|o| o.status).collect();
     assert_eq!(
@@ -715,7 +916,13 @@ fn guest_grant_copy_between_its_own_grants_and_frames() {
 fn pagetable_dying_is_einval_on_hap_and_esrch_for_unknown_domains() {
     let mut t = h();
     t.mem.put(ARG, &[DOMID_SELF, 0, 0, 0]);
-    assert_eq!(t.call(HO, &[xen_abi::hvm::hvm_op::HVMOP_PAGETABLE_DYING, ARG]), -EINVAL);
+    assert_eq!(
+        t.call(HO, &[xen_abi::hvm::hvm_op::HVMOP_PAGETABLE_DYING, ARG]),
+        -EINVAL
+    );
     t.mem.put(ARG, &[77u16, 0, 0, 0]);
-    assert_eq!(t.call(HO, &[xen_abi::hvm::hvm_op::HVMOP_PAGETABLE_DYING, ARG]), -ESRCH);
+    assert_eq!(
+        t.call(HO, &[xen_abi::hvm::hvm_op::HVMOP_PAGETABLE_DYING, ARG]),
+        -ESRCH
+    );
 }

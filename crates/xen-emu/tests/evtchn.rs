@@ -539,9 +539,8 @@ fn guest_binds_port_the_backend_offered_and_backend_can_unbind() {
     set_callback_vector(&mut t, 0xf3);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    let bport = t
-        .d
-        .offer_backend_channel(Arc::new(move |p: Port| s2.lock().unwrap().push(p.0)));
+    let bport =
+        t.d.offer_backend_channel(Arc::new(move |p: Port| s2.lock().unwrap().push(p.0)));
     assert_eq!(t.d.backend_peer(bport), None);
     let bind = |t: &mut H, dom: u16, port: u32| {
         t.mem.put(

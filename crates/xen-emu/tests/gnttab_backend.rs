@@ -44,7 +44,9 @@ fn grant(t: &H, gref: u32, flags: u16, domid: u16, frame: u32) {
 }
 
 fn flags(t: &H, gref: u32) -> u16 {
-    t.mem.get::<GrantEntryV1>((GT_GFN << 12) + 8 * u64::from(gref)).flags
+    t.mem
+        .get::<GrantEntryV1>((GT_GFN << 12) + 8 * u64::from(gref))
+        .flags
 }
 
 #[test]
@@ -53,10 +55,7 @@ fn map_sets_reading_and_writing_and_unmap_clears_them() {
     grant(&t, 8, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
     let m = t.d.grant_map(8, true).unwrap();
     assert_eq!(m.frame, DATA_GFN << 12);
-    assert_eq!(
-        flags(&t, 8),
-        GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING
-    );
+    assert_eq!(flags(&t, 8), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
     t.d.grant_write(m.handle, 16, b"hello").unwrap();
     let mut buf = [0u8; 5];
     t.d.grant_read(m.handle, 16, &mut buf).unwrap();
@@ -100,10 +99,15 @@ fn readonly_grant_refuses_write_map_and_write() {
     );
     // Copy into a read-only grant fails the same way as a write map.
     assert_eq!(
-        t.d
-            .grant_copy_to_guest(CopyEnd::Grant { gref: 10, offset: 0 }, b"x")
-            .unwrap_err()
-            .status(),
+        t.d.grant_copy_to_guest(
+            CopyEnd::Grant {
+                gref: 10,
+                offset: 0
+            },
+            b"x"
+        )
+        .unwrap_err()
+        .status(),
         GNTST_GENERAL_ERROR
     );
     t.d.grant_unmap(m.handle).unwrap();
@@ -113,7 +117,10 @@ fn readonly_grant_refuses_write_map_and_write() {
 fn bad_entries_get_xen_status_codes() {
     let t = setup();
     // Past the table (one frame = 512 entries).
-    assert_eq!(t.d.grant_map(512, false).unwrap_err(), GrantError::BadGntref(512));
+    assert_eq!(
+        t.d.grant_map(512, false).unwrap_err(),
+        GrantError::BadGntref(512)
+    );
     assert_eq!(GrantError::BadGntref(512).status(), GNTST_BAD_GNTREF);
     // Invalid entry, wrong domid, transfer type.
     grant(&t, 11, GTF_INVALID, 0, DATA_GFN as u32);
@@ -127,7 +134,7 @@ fn bad_entries_get_xen_status_codes() {
         assert_eq!(flags(&t, gref) & (GTF_READING | GTF_WRITING), 0);
     }
     // Frame outside guest memory.
-    grant(&t, 14, GTF_PERMIT_ACCESS, 0, 0x8000_0);
+    grant(&t, 14, GTF_PERMIT_ACCESS, 0, 0x0008_0000);
     assert_eq!(
         t.d.grant_map(14, false).unwrap_err().status(),
         GNTST_BAD_PAGE
@@ -138,7 +145,9 @@ fn bad_entries_get_xen_status_codes() {
     let m = t.d.grant_map(15, false).unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(
-        t.d.grant_read(m.handle, 4092, &mut buf).unwrap_err().status(),
+        t.d.grant_read(m.handle, 4092, &mut buf)
+            .unwrap_err()
+            .status(),
         GNTST_BAD_COPY_ARG
     );
     assert_eq!(
@@ -184,16 +193,34 @@ fn copy_both_directions_pins_only_during_the_copy() {
     let t = setup();
     grant(&t, 20, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
     grant(&t, 21, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32 + 1);
-    t.d.grant_copy_to_guest(CopyEnd::Grant { gref: 20, offset: 100 }, b"abcdef")
-        .unwrap();
+    t.d.grant_copy_to_guest(
+        CopyEnd::Grant {
+            gref: 20,
+            offset: 100,
+        },
+        b"abcdef",
+    )
+    .unwrap();
     assert_eq!(flags(&t, 20), GTF_PERMIT_ACCESS);
     let mut buf = [0u8; 6];
-    t.d.grant_copy_from_guest(CopyEnd::Grant { gref: 20, offset: 100 }, &mut buf)
-        .unwrap();
+    t.d.grant_copy_from_guest(
+        CopyEnd::Grant {
+            gref: 20,
+            offset: 100,
+        },
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(&buf, b"abcdef");
     t.d.grant_copy(
-        CopyEnd::Grant { gref: 20, offset: 100 },
-        CopyEnd::Grant { gref: 21, offset: 0 },
+        CopyEnd::Grant {
+            gref: 20,
+            offset: 100,
+        },
+        CopyEnd::Grant {
+            gref: 21,
+            offset: 0,
+        },
         6,
     )
     .unwrap();
@@ -209,21 +236,39 @@ fn copy_both_directions_pins_only_during_the_copy() {
     assert_eq!(flags(&t, 21), GTF_PERMIT_ACCESS);
     // A copy while a mapping is held leaves the mapping's flags alone.
     let m = t.d.grant_map(20, false).unwrap();
-    t.d.grant_copy_from_guest(CopyEnd::Grant { gref: 20, offset: 0 }, &mut buf)
-        .unwrap();
+    t.d.grant_copy_from_guest(
+        CopyEnd::Grant {
+            gref: 20,
+            offset: 0,
+        },
+        &mut buf,
+    )
+    .unwrap();
     assert_eq!(flags(&t, 20), GTF_PERMIT_ACCESS | GTF_READING);
     t.d.grant_unmap(m.handle).unwrap();
     // Bad arguments.
     assert_eq!(
-        t.d.grant_copy_from_guest(CopyEnd::Grant { gref: 20, offset: 4093 }, &mut buf)
-            .unwrap_err()
-            .status(),
+        t.d.grant_copy_from_guest(
+            CopyEnd::Grant {
+                gref: 20,
+                offset: 4093
+            },
+            &mut buf
+        )
+        .unwrap_err()
+        .status(),
         GNTST_BAD_COPY_ARG
     );
     assert_eq!(
-        t.d.grant_copy_from_guest(CopyEnd::Gfn { gfn: 1 << 30, offset: 0 }, &mut buf)
-            .unwrap_err()
-            .status(),
+        t.d.grant_copy_from_guest(
+            CopyEnd::Gfn {
+                gfn: 1 << 30,
+                offset: 0
+            },
+            &mut buf
+        )
+        .unwrap_err()
+        .status(),
         GNTST_BAD_PAGE
     );
 }
@@ -237,12 +282,20 @@ fn guest_ending_access_is_refused_while_mapped() {
     let m = t.d.grant_map(30, false).unwrap();
     let word = xen_emu::guest::GuestMemory::atomic_u16(&*t.mem, (GT_GFN << 12) + 8 * 30).unwrap();
     let cur = word.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(cur & (GTF_READING | GTF_WRITING) != 0, "guest sees it in use");
+    assert!(
+        cur & (GTF_READING | GTF_WRITING) != 0,
+        "guest sees it in use"
+    );
     t.d.grant_unmap(m.handle).unwrap();
     let cur = word.load(std::sync::atomic::Ordering::SeqCst);
     assert_eq!(cur & (GTF_READING | GTF_WRITING), 0);
     assert!(word
-        .compare_exchange(cur, 0, std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst)
+        .compare_exchange(
+            cur,
+            0,
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst
+        )
         .is_ok());
     // Now the entry is gone: a new map fails.
     assert_eq!(

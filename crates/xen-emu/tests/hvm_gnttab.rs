@@ -322,6 +322,6 @@ fn versions() {
         },
     );
     assert_eq!(t.call(GT, &[GNTTABOP_GET_VERSION, ARG, 1]), -ESRCH);
-    assert_eq!(t.call(GT, &[GNTTABOP_COPY, ARG, 1]), -ENOSYS);
+    assert_eq!(t.call(GT, &[GNTTABOP_MAP_GRANT_REF, ARG, 1]), -ENOSYS);
     assert_eq!(t.call(GT, &[77, ARG, 1]), -ENOSYS);
 }

@@ -2,11 +2,13 @@
 //! dispatcher, watch delivery, domains, and the toolstack's (dom0's) Rust
 //! API. Front ends (socket, ring) move bytes; everything else is here.
 
+use crate::control::{parse_domid, parse_u32};
 use crate::ops::{self, Caller};
 use crate::path;
 use crate::perms::Perms;
 use crate::quota::{exceeds, Quota};
 use crate::store::{Access, Store, TxView, Txn};
+pub use crate::toolstack::Transaction;
 use crate::watch::{self, Event, Watch};
 use crate::wire::{self, Header, MsgType, XsError, HEADER_LEN, PAYLOAD_MAX};
 use crate::DomId;
@@ -48,27 +50,27 @@ pub struct Config {
     pub quota: Quota,
 }
 
-struct Conn {
-    domid: DomId,
-    watches: Vec<Watch>,
-    txns: HashMap<u32, Txn>,
-    next_txid: u32,
-    out: Vec<u8>,
-    waker: Option<Waker>,
-    closed: bool,
+pub(crate) struct Conn {
+    pub(crate) domid: DomId,
+    pub(crate) watches: Vec<Watch>,
+    pub(crate) txns: HashMap<u32, Txn>,
+    pub(crate) next_txid: u32,
+    pub(crate) out: Vec<u8>,
+    pub(crate) waker: Option<Waker>,
+    pub(crate) closed: bool,
 }
 
 #[derive(Clone, Debug)]
-struct Domain {
-    introduced: bool,
-    shutdown_reported: bool,
-    target: Option<DomId>,
-    features: u32,
-    quota: Option<Quota>,
+pub(crate) struct Domain {
+    pub(crate) introduced: bool,
+    pub(crate) shutdown_reported: bool,
+    pub(crate) target: Option<DomId>,
+    pub(crate) features: u32,
+    pub(crate) quota: Option<Quota>,
 }
 
 impl Domain {
-    fn new() -> Domain {
+    pub(crate) fn new() -> Domain {
         Domain {
             introduced: false,
             shutdown_reported: false,
@@ -79,24 +81,24 @@ impl Domain {
     }
 }
 
-struct State {
-    store: Store,
-    conns: HashMap<ConnId, Conn>,
-    next_conn: u64,
-    domains: HashMap<DomId, Domain>,
-    quota: Quota,
-    nwatches: usize,
-    wakes: Vec<Waker>,
-    scratch: Vec<u8>,
-    events: Vec<Event>,
+pub(crate) struct State {
+    pub(crate) store: Store,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    pub(crate) next_conn: u64,
+    pub(crate) domains: HashMap<DomId, Domain>,
+    pub(crate) quota: Quota,
+    pub(crate) nwatches: usize,
+    pub(crate) wakes: Vec<Waker>,
+    pub(crate) scratch: Vec<u8>,
+    pub(crate) events: Vec<Event>,
     /// Initial watch events, queued right after the WATCH reply.
-    deferred: Vec<(ConnId, Vec<u8>)>,
+    pub(crate) deferred: Vec<(ConnId, Vec<u8>)>,
 }
 
 /// The XenStore engine: cheap to clone, shareable across threads.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Mutex<State>>,
+    pub(crate) inner: Arc<Mutex<State>>,
 }
 
 impl Default for Engine {
@@ -106,7 +108,7 @@ impl Default for Engine {
 }
 
 /// Runs the wakers collected while the lock was held, after releasing it.
-struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     state: Option<MutexGuard<'a, State>>,
 }
 
@@ -162,7 +164,7 @@ impl Engine {
         }
     }
 
-    fn lock(&self) -> Guard<'_> {
+    pub(crate) fn lock(&self) -> Guard<'_> {
         Guard {
             state: Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())),
         }
@@ -271,235 +273,6 @@ impl Engine {
     pub fn is_closed(&self, conn: ConnId) -> bool {
         self.lock().conns.get(&conn).is_none_or(|c| c.closed)
     }
-
-    // ---- domains (the toolstack side) ----
-
-    /// Marks `domid` as introduced (as XS_INTRODUCE does) and fires
-    /// `@introduceDomain`. Call before creating its ring front end.
-    pub fn introduce_domain(&self, domid: DomId) {
-        let mut s = self.lock();
-        s.introduce(domid);
-    }
-
-    /// Forgets `domid` (as XS_RELEASE): closes its connections, fires
-    /// `@releaseDomain`. Its nodes stay (the toolstack removes them).
-    pub fn release_domain(&self, domid: DomId) -> Result<(), XsError> {
-        let mut s = self.lock();
-        s.release(domid)
-    }
-
-    /// Reports that `domid` shut down: fires `@releaseDomain` once (until
-    /// RESUME), as xenstored does when the hypervisor says so.
-    pub fn domain_shutdown(&self, domid: DomId) {
-        let mut s = self.lock();
-        let fire = match s.domains.get_mut(&domid) {
-            Some(d) if !d.shutdown_reported => {
-                d.shutdown_reported = true;
-                true
-            }
-            _ => false,
-        };
-        if fire {
-            s.fire_special("@releaseDomain");
-        }
-    }
-
-    /// How many bytes of replies may wait for `domid` before its requests
-    /// stop being processed: the `outstanding` quota, counted in
-    /// maximum-size messages (unlimited for dom0 and a 0 quota).
-    pub fn output_limit(&self, domid: DomId) -> usize {
-        let s = self.lock();
-        let q = s.caller(domid);
-        if q.privileged || q.quota.outstanding == 0 {
-            return usize::MAX;
-        }
-        q.quota.outstanding as usize * (HEADER_LEN + PAYLOAD_MAX)
-    }
-
-    /// Is `domid` introduced?
-    pub fn is_introduced(&self, domid: DomId) -> bool {
-        self.lock()
-            .domains
-            .get(&domid)
-            .is_some_and(|d| d.introduced)
-    }
-
-    /// The server features offered to `domid`'s ring (SET_FEATURE can
-    /// restrict them).
-    pub fn domain_features(&self, domid: DomId) -> u32 {
-        self.lock()
-            .domains
-            .get(&domid)
-            .map_or(SUPPORTED_FEATURES, |d| d.features)
-    }
-
-    // ---- the toolstack's Rust API (acts as dom0) ----
-
-    fn dom0_path(p: &str) -> Result<String, XsError> {
-        path::canonicalize(0, p.as_bytes(), false, None)
-    }
-
-    fn direct<T>(
-        &self,
-        f: impl FnOnce(&mut Store, &mut Vec<Event>) -> Result<T, XsError>,
-    ) -> Result<T, XsError> {
-        let mut s = self.lock();
-        let st = &mut *s;
-        let mut ev = std::mem::take(&mut st.events);
-        let r = f(&mut st.store, &mut ev);
-        st.deliver(&mut ev, None);
-        st.events = ev;
-        r
-    }
-
-    /// Reads a value.
-    pub fn read(&self, p: &str) -> Result<Vec<u8>, XsError> {
-        let p = Self::dom0_path(p)?;
-        let mut out = Vec::new();
-        self.direct(|st, _| ops::read(st, &Caller::dom0(), &p, &mut out))?;
-        Ok(out)
-    }
-
-    /// Writes a value, creating the node and its ancestors.
-    pub fn write(&self, p: &str, value: &[u8]) -> Result<(), XsError> {
-        let p = Self::dom0_path(p)?;
-        self.direct(|st, ev| ops::write(st, &Caller::dom0(), &p, value, ev))
-    }
-
-    /// Creates an empty node unless it exists.
-    pub fn mkdir(&self, p: &str) -> Result<(), XsError> {
-        let p = Self::dom0_path(p)?;
-        self.direct(|st, ev| ops::mkdir(st, &Caller::dom0(), &p, ev))
-    }
-
-    /// Removes a subtree.
-    pub fn rm(&self, p: &str) -> Result<(), XsError> {
-        let p = Self::dom0_path(p)?;
-        self.direct(|st, ev| ops::rm(st, &Caller::dom0(), &p, ev))
-    }
-
-    /// Lists a node's children.
-    pub fn directory(&self, p: &str) -> Result<Vec<String>, XsError> {
-        let p = Self::dom0_path(p)?;
-        let mut out = Vec::new();
-        self.direct(|st, _| ops::directory(st, &Caller::dom0(), &p, &mut out))?;
-        Ok(split_names(&out))
-    }
-
-    /// Reads a node's permissions.
-    pub fn get_perms(&self, p: &str) -> Result<Perms, XsError> {
-        let p = Self::dom0_path(p)?;
-        self.direct(|st, _| st.get(&p).map(|n| n.perms.clone()).ok_or(XsError::NoEnt))
-    }
-
-    /// Sets a node's permissions (e.g. `Perms::parse(["n5", "r0"])`).
-    pub fn set_perms(&self, p: &str, perms: &Perms) -> Result<(), XsError> {
-        let p = Self::dom0_path(p)?;
-        self.direct(|st, ev| ops::set_perms(st, &Caller::dom0(), &p, perms.clone(), ev))
-    }
-
-    /// Runs `f` as one dom0 transaction and commits it, retrying from the
-    /// start on EAGAIN (at most 100 times). `f` must not call back into
-    /// this engine.
-    pub fn transaction<T>(
-        &self,
-        mut f: impl FnMut(&mut Transaction<'_>) -> Result<T, XsError>,
-    ) -> Result<T, XsError> {
-        for _ in 0..100 {
-            let mut s = self.lock();
-            let st = &mut *s;
-            let mut txn = Txn::default();
-            let caller = Caller::dom0();
-            let (r, events) = {
-                let mut t = Transaction {
-                    view: TxView {
-                        store: &st.store,
-                        txn: &mut txn,
-                    },
-                    caller: &caller,
-                    events: Vec::new(),
-                };
-                let r = f(&mut t);
-                (r, t.events)
-            };
-            let value = match r {
-                Ok(v) => v,
-                Err(XsError::Again) => continue,
-                Err(e) => return Err(e),
-            };
-            txn.events = events;
-            match txn.commit(&mut st.store) {
-                Ok(mut ev) => {
-                    st.deliver(&mut ev, None);
-                    return Ok(value);
-                }
-                Err(_) => continue,
-            }
-        }
-        Err(XsError::Again)
-    }
-
-    /// Number of nodes in the store.
-    pub fn node_count(&self) -> usize {
-        self.lock().store.len()
-    }
-}
-
-fn split_names(b: &[u8]) -> Vec<String> {
-    wire::split_strings(b)
-        .into_iter()
-        .map(|s| String::from_utf8_lossy(s).into_owned())
-        .collect()
-}
-
-/// A dom0 transaction in progress (see [`Engine::transaction`]).
-pub struct Transaction<'a> {
-    view: TxView<'a>,
-    caller: &'a Caller,
-    events: Vec<Event>,
-}
-
-impl Transaction<'_> {
-    /// Reads a value.
-    pub fn read(&mut self, p: &str) -> Result<Vec<u8>, XsError> {
-        let p = Engine::dom0_path(p)?;
-        let mut out = Vec::new();
-        ops::read(&mut self.view, self.caller, &p, &mut out)?;
-        Ok(out)
-    }
-    /// Writes a value.
-    pub fn write(&mut self, p: &str, value: &[u8]) -> Result<(), XsError> {
-        let p = Engine::dom0_path(p)?;
-        ops::write(&mut self.view, self.caller, &p, value, &mut self.events)
-    }
-    /// Creates an empty node unless it exists.
-    pub fn mkdir(&mut self, p: &str) -> Result<(), XsError> {
-        let p = Engine::dom0_path(p)?;
-        ops::mkdir(&mut self.view, self.caller, &p, &mut self.events)
-    }
-    /// Removes a subtree.
-    pub fn rm(&mut self, p: &str) -> Result<(), XsError> {
-        let p = Engine::dom0_path(p)?;
-        ops::rm(&mut self.view, self.caller, &p, &mut self.events)
-    }
-    /// Lists children.
-    pub fn directory(&mut self, p: &str) -> Result<Vec<String>, XsError> {
-        let p = Engine::dom0_path(p)?;
-        let mut out = Vec::new();
-        ops::directory(&mut self.view, self.caller, &p, &mut out)?;
-        Ok(split_names(&out))
-    }
-    /// Sets permissions.
-    pub fn set_perms(&mut self, p: &str, perms: &Perms) -> Result<(), XsError> {
-        let p = Engine::dom0_path(p)?;
-        ops::set_perms(
-            &mut self.view,
-            self.caller,
-            &p,
-            perms.clone(),
-            &mut self.events,
-        )
-    }
 }
 
 /// Which requests run inside a transaction when tx_id is set.
@@ -535,28 +308,8 @@ fn privileged_only(ty: MsgType) -> bool {
     )
 }
 
-fn parse_domid(b: &[u8]) -> Result<DomId, XsError> {
-    let s = std::str::from_utf8(b).map_err(|_| XsError::Inval)?;
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(XsError::Inval);
-    }
-    s.parse().map_err(|_| XsError::Inval)
-}
-
-fn parse_u32(b: &[u8]) -> Result<u32, XsError> {
-    let s = std::str::from_utf8(b).map_err(|_| XsError::Inval)?;
-    if s.is_empty() || !s.bytes().all(|c| c.is_ascii_digit()) {
-        return Err(XsError::Inval);
-    }
-    s.parse().map_err(|_| XsError::Inval)
-}
-
-fn utf8(b: &[u8]) -> Result<&str, XsError> {
-    std::str::from_utf8(b).map_err(|_| XsError::Inval)
-}
-
 impl State {
-    fn feed_locked(
+    pub(crate) fn feed_locked(
         &mut self,
         conn: ConnId,
         input: &[u8],
@@ -589,7 +342,7 @@ impl State {
         Ok(used)
     }
 
-    fn caller(&self, domid: DomId) -> Caller {
+    pub(crate) fn caller(&self, domid: DomId) -> Caller {
         let d = self.domains.get(&domid);
         Caller {
             domid,
@@ -601,42 +354,9 @@ impl State {
         }
     }
 
-    fn introduce(&mut self, domid: DomId) {
-        let d = self.domains.entry(domid).or_insert_with(Domain::new);
-        d.introduced = true;
-        d.shutdown_reported = false;
-        self.fire_special("@introduceDomain");
-    }
-
-    fn release(&mut self, domid: DomId) -> Result<(), XsError> {
-        match self.domains.get_mut(&domid) {
-            Some(d) if d.introduced => d.introduced = false,
-            _ => return Err(XsError::NoEnt),
-        }
-        let mut dropped = 0;
-        for c in self.conns.values_mut().filter(|c| c.domid == domid) {
-            dropped += c.watches.len();
-            c.watches.clear();
-            c.txns.clear();
-            c.closed = true;
-        }
-        self.nwatches -= dropped;
-        self.fire_special("@releaseDomain");
-        Ok(())
-    }
-
-    fn fire_special(&mut self, name: &str) {
-        let mut ev = vec![Event {
-            path: name.to_owned(),
-            exact: false,
-            perms: None,
-        }];
-        self.deliver(&mut ev, None);
-    }
-
     /// Queues WATCH_EVENTs for every watch the events match and the
     /// watcher may see; wakes connections other than `origin`.
-    fn deliver(&mut self, events: &mut Vec<Event>, origin: Option<ConnId>) {
+    pub(crate) fn deliver(&mut self, events: &mut Vec<Event>, origin: Option<ConnId>) {
         if self.nwatches == 0 || events.is_empty() {
             events.clear();
             return;
@@ -903,161 +623,6 @@ impl State {
         out.push(0);
         Ok(())
     }
-
-    fn domain_exists(&self, d: DomId) -> bool {
-        self.domains.contains_key(&d)
-    }
-
-    fn control_request(
-        &mut self,
-        ty: MsgType,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> Result<(), XsError> {
-        let args = wire::split_strings(payload);
-        match ty {
-            MsgType::Introduce => {
-                if args.len() < 3 {
-                    return Err(XsError::Inval);
-                }
-                let d = parse_domid(args[0])?;
-                if d == 0 || d >= 0x7ff0 {
-                    return Err(XsError::Inval);
-                }
-                self.introduce(d);
-                ack(out)
-            }
-            MsgType::Release => {
-                let d = parse_domid(args.first().ok_or(XsError::Inval)?)?;
-                if d == 0 {
-                    return Err(XsError::Inval);
-                }
-                self.release(d)?;
-                ack(out)
-            }
-            MsgType::IsDomainIntroduced => {
-                let d = parse_domid(args.first().ok_or(XsError::Inval)?)?;
-                let yes = self.domains.get(&d).is_some_and(|x| x.introduced);
-                out.extend_from_slice(if yes { b"T\0" } else { b"F\0" });
-                Ok(())
-            }
-            MsgType::Resume => {
-                let d = parse_domid(args.first().ok_or(XsError::Inval)?)?;
-                let dom = self.domains.get_mut(&d).ok_or(XsError::NoEnt)?;
-                dom.shutdown_reported = false;
-                ack(out)
-            }
-            MsgType::SetTarget => {
-                if args.len() < 2 {
-                    return Err(XsError::Inval);
-                }
-                let (d, t) = (parse_domid(args[0])?, parse_domid(args[1])?);
-                if !self.domain_exists(t) {
-                    return Err(XsError::NoEnt);
-                }
-                self.domains.get_mut(&d).ok_or(XsError::NoEnt)?.target = Some(t);
-                ack(out)
-            }
-            MsgType::Control => self.control(&args, out),
-            MsgType::GetFeature => {
-                let f = match args.as_slice() {
-                    [] => SUPPORTED_FEATURES,
-                    [d] => {
-                        self.domains
-                            .get(&parse_domid(d)?)
-                            .ok_or(XsError::NoEnt)?
-                            .features
-                    }
-                    _ => return Err(XsError::Inval),
-                };
-                out.extend_from_slice(f.to_string().as_bytes());
-                out.push(0);
-                Ok(())
-            }
-            MsgType::SetFeature => {
-                let [d, v] = args.as_slice() else {
-                    return Err(XsError::Inval);
-                };
-                let v = parse_u32(v)?;
-                if v & !SUPPORTED_FEATURES != 0 {
-                    return Err(XsError::Inval);
-                }
-                self.domains
-                    .get_mut(&parse_domid(d)?)
-                    .ok_or(XsError::NoEnt)?
-                    .features = v;
-                ack(out)
-            }
-            MsgType::GetQuota => {
-                let v = match args.as_slice() {
-                    [] => {
-                        out.extend_from_slice(crate::quota::NAMES.join(" ").as_bytes());
-                        out.push(0);
-                        return Ok(());
-                    }
-                    [name] => self.quota.get(utf8(name)?)?,
-                    [d, name] => {
-                        let dom = self.domains.get(&parse_domid(d)?).ok_or(XsError::NoEnt)?;
-                        dom.quota.as_ref().unwrap_or(&self.quota).get(utf8(name)?)?
-                    }
-                    _ => return Err(XsError::Inval),
-                };
-                out.extend_from_slice(v.to_string().as_bytes());
-                out.push(0);
-                Ok(())
-            }
-            MsgType::SetQuota => {
-                match args.as_slice() {
-                    [name, v] => self.quota.set(utf8(name)?, parse_u32(v)?)?,
-                    [d, name, v] => {
-                        let global = self.quota.clone();
-                        let dom = self
-                            .domains
-                            .get_mut(&parse_domid(d)?)
-                            .ok_or(XsError::NoEnt)?;
-                        dom.quota
-                            .get_or_insert(global)
-                            .set(utf8(name)?, parse_u32(v)?)?;
-                    }
-                    _ => return Err(XsError::Inval),
-                }
-                ack(out)
-            }
-            // WATCH_EVENT and ERROR are replies, never requests.
-            _ => Err(XsError::Inval),
-        }
-    }
-
-    fn control(&mut self, args: &[&[u8]], out: &mut Vec<u8>) -> Result<(), XsError> {
-        let (cmd, rest) = args.split_first().ok_or(XsError::Inval)?;
-        match *cmd {
-            b"print" => {
-                let [msg] = rest else {
-                    return Err(XsError::Inval);
-                };
-                tracing::info!(target: "xenstored", "{}", String::from_utf8_lossy(msg));
-                ack(out)
-            }
-            b"log" => match rest {
-                [] => {
-                    out.extend_from_slice(
-                        b"Log switch settings:\nxenstored: on (RUST_LOG picks the level)\n\0",
-                    );
-                    Ok(())
-                }
-                [b"on"] | [b"off"] => ack(out),
-                _ => Err(XsError::Inval),
-            },
-            b"check" => ack(out),
-            b"help" => {
-                out.extend_from_slice(
-                    b"Available commands:\ncheck\nhelp\nlog [on|off]\nprint <string>\n\0",
-                );
-                Ok(())
-            }
-            _ => Err(XsError::Inval),
-        }
-    }
 }
 
 fn node_op(ty: MsgType) -> bool {
@@ -1119,7 +684,7 @@ fn node_request(
     }
 }
 
-fn ack(out: &mut Vec<u8>) -> Result<(), XsError> {
+pub(crate) fn ack(out: &mut Vec<u8>) -> Result<(), XsError> {
     out.extend_from_slice(b"OK\0");
     Ok(())
 }

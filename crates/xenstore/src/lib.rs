@@ -35,6 +35,7 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+mod control;
 pub mod engine;
 pub mod ops;
 pub mod path;
@@ -43,12 +44,14 @@ pub mod quota;
 pub mod ring;
 pub mod socket;
 pub mod store;
+mod toolstack;
 pub mod watch;
 pub mod wire;
 
 /// A domain id.
 pub type DomId = u16;
 
-pub use engine::{Config, ConnId, Engine, ProtocolError, Transaction, Waker};
+pub use engine::{Config, ConnId, Engine, ProtocolError, Waker};
 pub use quota::Quota;
+pub use toolstack::Transaction;
 pub use wire::XsError;

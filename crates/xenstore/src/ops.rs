@@ -118,12 +118,12 @@ pub fn write(
         Ok(()) => {
             let node = v.get(p).ok_or(XsError::NoEnt)?;
             let grow = value.len().saturating_sub(node.value.len());
-            let mut probe = Node {
-                value: Vec::new(),
-                ..node.clone()
-            };
-            probe.value.resize(value.len(), 0);
-            check_node(c, &probe)?;
+            let new_size = node.record_size() - node.value.len() + value.len();
+            if let Some(q) = c.limited() {
+                if exceeds(new_size, q.node_size) {
+                    return Err(XsError::NoSpc);
+                }
+            }
             check_usage(v, c, 0, grow)?;
             let mut perms = None;
             v.modify(p, &mut |n| {

@@ -25,6 +25,8 @@ pub const ESCAPE: u8 = 0x1d;
 struct Output {
     client: Option<(u64, UnixStream)>,
     backlog: VecDeque<u8>,
+    /// Why no client may attach (the console is elsewhere).
+    refused: Option<String>,
 }
 
 #[derive(Default)]
@@ -71,12 +73,19 @@ impl ConsoleHub {
     fn attach(&self, mut s: UnixStream) {
         let _ = s.set_nonblocking(false);
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reason) = &out.refused {
+            let _ = s.write_all(format!("ERR {reason}\n").as_bytes());
+            return;
+        }
         if out.client.is_some() {
             let _ = s.write_all(b"ERR the console is already in use by another client\n");
             return;
         }
         let backlog: Vec<u8> = out.backlog.drain(..).collect();
-        if s.write_all(b"OK\n").and_then(|()| s.write_all(&backlog)).is_err() {
+        if s.write_all(b"OK\n")
+            .and_then(|()| s.write_all(&backlog))
+            .is_err()
+        {
             return;
         }
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
@@ -108,6 +117,12 @@ impl ConsoleHub {
         if out.client.as_ref().is_some_and(|(c, _)| *c == id) {
             out.client = None;
         }
+    }
+
+    /// Refuses every client with `reason` (e.g. the console is on the
+    /// terminal of `xkvm create -F -c`).
+    pub fn refuse_all(&self, reason: &str) {
+        self.out.lock().unwrap_or_else(|e| e.into_inner()).refused = Some(reason.to_owned());
     }
 
     /// The console for one run of the domain; the input side ends (EOF)
@@ -187,7 +202,9 @@ pub fn attach(path: &Path, domain: &str) -> anyhow::Result<()> {
         "OK" => {}
         other => bail!(
             "domain {domain}: {}",
-            other.strip_prefix("ERR ").unwrap_or("the console refused the connection")
+            other
+                .strip_prefix("ERR ")
+                .unwrap_or("the console refused the connection")
         ),
     }
     let _raw = crate::foreground::RawTerminal::enter()?;

@@ -111,9 +111,8 @@ pub fn write(path: &Path, dump: &CoreDump) -> anyhow::Result<()> {
     let notes_off = EHDR_SIZE + PHDR_SIZE * phnum;
     let mut data_off = (notes_off + notes.len() as u64).next_multiple_of(4096);
 
-    let mut f = BufWriter::new(
-        File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut f =
+        BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let mut h = Vec::with_capacity(EHDR_SIZE as usize);
     h.extend_from_slice(b"\x7fELF");
     h.extend_from_slice(&[2, 1, 1, 0]); // ELFCLASS64, little endian, version 1, SysV

@@ -23,8 +23,13 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// reported by the VMM become `Err`).
 pub fn request(dir: &DomainDir, request: Value) -> anyhow::Result<Value> {
     let path = dir.control_socket();
-    let mut s = UnixStream::connect(&path)
-        .with_context(|| format!("domain {}: cannot reach its VMM at {}", dir.name, path.display()))?;
+    let mut s = UnixStream::connect(&path).with_context(|| {
+        format!(
+            "domain {}: cannot reach its VMM at {}",
+            dir.name,
+            path.display()
+        )
+    })?;
     s.set_read_timeout(Some(REPLY_TIMEOUT))?;
     let mut line = request.to_string();
     line.push('\n');
@@ -79,10 +84,7 @@ pub fn serve(
     Ok(())
 }
 
-fn one(
-    s: UnixStream,
-    handle: &impl Fn(&Value) -> Result<Value, String>,
-) -> std::io::Result<()> {
+fn one(s: UnixStream, handle: &impl Fn(&Value) -> Result<Value, String>) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut line = String::new();

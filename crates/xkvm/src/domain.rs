@@ -63,7 +63,9 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
 
     vm.domid = domid;
     vm.uuid = uuid_bytes(&c.uuid)?;
-    let max_memkb = b.max_memkb.context("max_memkb unset: defaults not applied")?;
+    let max_memkb = b
+        .max_memkb
+        .context("max_memkb unset: defaults not applied")?;
     let target_memkb = b.target_memkb.unwrap_or(max_memkb);
     vm.memory_mib = target_memkb.div_ceil(1024);
     vm.max_memory_mib = max_memkb.div_ceil(1024).max(vm.memory_mib);
@@ -98,7 +100,65 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
         .iter()
         .map(disk_spec)
         .collect::<anyhow::Result<_>>()?;
+    // libxl__init_console_from_channel: channel i is console device i + 1.
+    vm.consoles = config
+        .channels
+        .iter()
+        .enumerate()
+        .map(|(i, ch)| vmm::ConsoleSpec {
+            devid: i as u32 + 1,
+            name: ch.name.clone(),
+            host: match &ch.connection {
+                xl_config::ChannelConnection::Pty => vmm::ConsoleHost::Pty,
+                xl_config::ChannelConnection::Socket { path } => {
+                    vmm::ConsoleHost::Socket(path.into())
+                }
+            },
+        })
+        .collect();
+    vm.vifs = config
+        .nics
+        .iter()
+        .enumerate()
+        .map(|(i, n)| vif_spec(n, i, &vm.uuid))
+        .collect();
     Ok(vm)
+}
+
+/// One `vif=` entry for the network backend. An unset MAC gets Xen's OUI
+/// and three bytes derived from the domain's UUID and the device id (libxl
+/// picks random ones). `script=` is not run and `rate=` is not applied
+/// (both are logged).
+fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
+    let devid = u32::try_from(n.devid).unwrap_or(index as u32);
+    let mut mac = n.mac;
+    if mac == [0; 6] {
+        mac = [
+            0x00,
+            0x16,
+            0x3e,
+            uuid[13] & 0x7f,
+            uuid[14],
+            uuid[15].wrapping_add(devid as u8),
+        ];
+    }
+    if let Some(s) = &n.script {
+        tracing::warn!("vif {devid}: script={s} is not run; attach the TAP yourself");
+    }
+    if n.rate_bytes_per_interval != 0 {
+        tracing::warn!("vif {devid}: rate= is not applied (no rate limiting yet)");
+    }
+    vmm::VifSpec {
+        devid,
+        mac: mac
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+        ifname: n.ifname.clone(),
+        mtu: u32::try_from(n.mtu).ok().filter(|&m| m > 0).unwrap_or(1500),
+        bridge: n.bridge.clone(),
+    }
 }
 
 /// One `disk=` entry for the PV block backend: raw images and block
@@ -189,7 +249,10 @@ mod tests {
              pvshim_extra='loglvl=all'\n",
         );
         let vm = vm_config(&cfg, 1).expect("maps");
-        assert_eq!(vm.kernel, std::path::PathBuf::from("/usr/lib/xen-4.17/boot/xen-shim"));
+        assert_eq!(
+            vm.kernel,
+            std::path::PathBuf::from("/usr/lib/xen-4.17/boot/xen-shim")
+        );
         assert_eq!(vm.cmdline, "pv-shim console=xen,pv loglvl=all");
         assert_eq!(vm.modules[0].path, std::path::PathBuf::from("/pv"));
         assert_eq!(vm.modules[0].cmdline, "root=/dev/xvda");
@@ -226,6 +289,38 @@ mod tests {
         let qcow = parsed("type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,qcow2,xvda,rw']\n");
         let err = vm_config(&qcow, 3).expect_err("qcow2 refused").to_string();
         assert!(err.contains("qcow2"), "{err}");
+    }
+
+    #[test]
+    fn vifs_keep_mac_and_get_defaults() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\n\
+             vif=['mac=00:16:3e:01:02:03,bridge=xenbr0', '']\n",
+        );
+        let vm = vm_config(&cfg, 3).expect("maps");
+        assert_eq!(vm.vifs.len(), 2);
+        assert_eq!(vm.vifs[0].mac, "00:16:3e:01:02:03");
+        assert_eq!(vm.vifs[0].bridge.as_deref(), Some("xenbr0"));
+        assert_eq!(vm.vifs[0].mtu, 1500);
+        assert!(vm.vifs[1].mac.starts_with("00:16:3e:"));
+        assert_eq!(vm.vifs[1].devid, 1);
+    }
+
+    #[test]
+    fn channels_become_console_devices_from_1() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\n\
+             channel=['name=org.a,connection=pty', 'name=org.b,connection=socket,path=/tmp/b.sock']\n",
+        );
+        let vm = vm_config(&cfg, 3).expect("maps");
+        assert_eq!(vm.consoles.len(), 2);
+        assert_eq!(vm.consoles[0].devid, 1);
+        assert_eq!(vm.consoles[0].name.as_deref(), Some("org.a"));
+        assert_eq!(vm.consoles[0].host, vmm::ConsoleHost::Pty);
+        assert_eq!(
+            vm.consoles[1].host,
+            vmm::ConsoleHost::Socket("/tmp/b.sock".into())
+        );
     }
 
     #[test]

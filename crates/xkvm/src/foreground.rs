@@ -8,59 +8,30 @@ use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use xl_config::{Action, DomainConfig};
-
-use crate::domain;
+use xl_config::DomainConfig;
 
 /// Ctrl-], xl's console escape character.
 const ESCAPE: u8 = 0x1d;
 
-/// Runs `config` (defaults applied) until an `on_*` action ends it. Exit
+/// Runs `config` (defaults applied) in this process until an `on_*`
+/// action ends it (see [`crate::vmm_process::run_foreground`]). Exit
 /// status: 0 when the guest powered off (or rebooted into `destroy`), 1
 /// when it crashed or tripped its watchdog.
-pub fn run(config: DomainConfig, attach_console: bool) -> anyhow::Result<ExitCode> {
+pub fn run(
+    config: DomainConfig,
+    rest: &[String],
+    attach_console: bool,
+) -> anyhow::Result<ExitCode> {
     let _raw = attach_console.then(RawTerminal::enter).transpose()?;
-    let mut domid = 1;
-    loop {
-        let vm = domain::vm_config(&config, domid)?;
-        let console = if attach_console {
-            vmm::ConsoleIo {
-                input: Some(Box::new(EscapableStdin)),
-                output: Box::new(io::stdout()),
-            }
-        } else {
-            vmm::ConsoleIo::output_only(Box::new(io::sink()))
-        };
-        let outcome = vmm::run_domain(vm, console)
-            .with_context(|| format!("domain {} failed", config.c_info.name))?;
-        let exit = outcome.exit;
-        let action = domain::action_for(&config, exit);
-        tracing::info!(?exit, ?action, "domain {} stopped", config.c_info.name);
-        match action {
-            Action::Restart | Action::RestartRename => {
-                domid += 1;
-                continue;
-            }
-            Action::Destroy | Action::SoftReset => {}
-            Action::Preserve | Action::CoredumpDestroy | Action::CoredumpRestart => {
-                eprintln!(
-                    "xkvm: action {} is not supported in the foreground yet; destroying",
-                    action.json_name()
-                );
-            }
-        }
-        let failed = matches!(exit, vmm::DomainExit::Crash | vmm::DomainExit::Watchdog);
-        if failed {
-            eprintln!(
-                "xkvm: domain {} stopped: {exit:?}",
-                config.c_info.name.as_str()
-            );
-        }
-        return Ok(if failed {
-            ExitCode::FAILURE
-        } else {
-            ExitCode::SUCCESS
-        });
+    crate::vmm_process::run_foreground(config, rest, attach_console)
+}
+
+/// The guest's console on this process's terminal: keystrokes until
+/// Ctrl-], output to stdout.
+pub fn terminal_console() -> vmm::ConsoleIo {
+    vmm::ConsoleIo {
+        input: Some(Box::new(EscapableStdin)),
+        output: Box::new(io::stdout()),
     }
 }
 

@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "xkvm", version, about = "Run unmodified Xen guests on Linux/KVM with xl's commands")]
+#[command(
+    name = "xkvm",
+    version,
+    about = "Run unmodified Xen guests on Linux/KVM with xl's commands"
+)]
 struct Cli {
     /// Verbose logging (repeat for more); RUST_LOG overrides.
     #[arg(short = 'v', action = clap::ArgAction::Count, global = true)]
@@ -120,5 +124,6 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

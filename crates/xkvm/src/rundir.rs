@@ -126,13 +126,19 @@ impl RunDir {
     }
 
     pub fn at(root: PathBuf) -> anyhow::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
         for d in [root.clone(), root.join("ids"), root.join("domains")] {
-            fs::create_dir_all(&d).with_context(|| {
-                format!(
-                    "cannot create the run directory {} (set XKVM_RUN_DIR to a writable place)",
-                    d.display()
-                )
-            })?;
+            // Owner only: the sockets inside control the domains.
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&d)
+                .with_context(|| {
+                    format!(
+                        "cannot create the run directory {} (set XKVM_RUN_DIR to a writable place)",
+                        d.display()
+                    )
+                })?;
         }
         Ok(Self { root })
     }
@@ -177,8 +183,7 @@ impl RunDir {
                 if dir.is_alive() || !self.remove_stale(&dir) {
                     bail!("domain with name \"{name}\" already exists");
                 }
-                fs::create_dir(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
+                fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
             }
             Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
         }
@@ -265,12 +270,22 @@ impl RunDir {
         })
     }
 
-    /// Removes a domain's directory and frees its id (its VMM ended).
+    /// Removes this VMM's domain directory and frees its id when it ends.
+    /// A directory that is no longer ours (a later command found it stale
+    /// and a new domain took the name) is left alone, and so is an id that
+    /// now names another domain.
     pub fn remove(&self, dir: &DomainDir, domid: Option<u32>) {
+        let Ok(_lock) = self.lock() else {
+            return;
+        };
         if let Some(d) = domid {
-            self.release_domid(d);
+            if fs::read_to_string(self.id_path(d)).is_ok_and(|n| n == dir.name) {
+                self.release_domid(d);
+            }
         }
-        let _ = fs::remove_dir_all(&dir.path);
+        if dir.pid() == Some(std::process::id() as i32) {
+            let _ = fs::remove_dir_all(&dir.path);
+        }
     }
 
     /// Removes `dir` if its VMM is gone; returns whether it did.

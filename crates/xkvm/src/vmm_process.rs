@@ -95,7 +95,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let reporter = Arc::new(Reporter(Mutex::new(Some(unsafe {
         File::from_raw_fd(status_fd)
     }))));
-    match start_and_run(&args, &reporter) {
+    let mode = Mode {
+        background: true,
+        paused: args.paused,
+        terminal_console: false,
+    };
+    let started = load(&args).and_then(|config| start_and_run(config, &args.rest, mode, &reporter));
+    match started {
         Ok(code) => Ok(code),
         Err(e) => {
             reporter.send(&format!("ERR {e:#}").replace('\n', " "));
@@ -105,13 +111,40 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `xkvm create -F [-c]`: this process is the domain's VMM, in the
+/// foreground, registered in the run directory like any other (so `list`,
+/// `shutdown`, `destroy`, ... reach it). With `-c` the guest's console is
+/// this terminal (Ctrl-] detaches it); without, `xkvm console` can attach.
+/// Exit status: 0 when the domain ended normally, 1 after a crash or a
+/// watchdog shutdown.
+pub fn run_foreground(
+    config: DomainConfig,
+    rest: &[String],
+    terminal_console: bool,
+) -> anyhow::Result<ExitCode> {
+    let reporter = Arc::new(Reporter(Mutex::new(None)));
+    let mode = Mode {
+        background: false,
+        paused: false,
+        terminal_console,
+    };
+    start_and_run(config, rest, mode, &reporter)
+}
+
 fn load(args: &Args) -> anyhow::Result<DomainConfig> {
-    let (file, overrides) = args
-        .rest
-        .split_first()
-        .context("no config file given")?;
+    let (file, overrides) = args.rest.split_first().context("no config file given")?;
     let parsed = xl_config::load(std::path::Path::new(file), overrides)?;
     Ok(parsed.config.with_defaults())
+}
+
+/// How this VMM process was started.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Detached (`create` without -F): output goes to the domain's log.
+    background: bool,
+    paused: bool,
+    /// `-F -c`: the console is this process's stdin/stdout.
+    terminal_console: bool,
 }
 
 /// Everything the sockets' threads share with the run loop.
@@ -121,13 +154,18 @@ struct Domain {
     config: DomainConfig,
     /// The config file and overrides, for a rename-restart's new VMM.
     rest: Vec<String>,
+    mode: Mode,
     control: vmm::DomainControl,
     store: xenstore::Engine,
     status: Mutex<Status>,
 }
 
-fn start_and_run(args: &Args, reporter: &Arc<Reporter>) -> anyhow::Result<ExitCode> {
-    let config = load(args)?;
+fn start_and_run(
+    config: DomainConfig,
+    rest: &[String],
+    mode: Mode,
+    reporter: &Arc<Reporter>,
+) -> anyhow::Result<ExitCode> {
     let name = config.c_info.name.clone();
     let rd = RunDir::open()?;
     let dir = rd.claim_name(&name)?;
@@ -138,22 +176,25 @@ fn start_and_run(args: &Args, reporter: &Arc<Reporter>) -> anyhow::Result<ExitCo
             return Err(e);
         }
     };
-    // From here on our output goes to the domain's log, so that `xkvm
-    // create` (and whoever reads its stderr) is not held open by us.
-    if let Ok(log) = File::create(dir.log_file()) {
-        redirect(&log, 1);
-        redirect(&log, 2);
+    // From here on a background VMM's output goes to the domain's log, so
+    // that `xkvm create` (and whoever reads its stderr) is not held open.
+    if mode.background {
+        if let Ok(log) = File::create(dir.log_file()) {
+            redirect(&log, 1);
+            redirect(&log, 2);
+        }
     }
 
     let control = vmm::DomainControl::new();
-    if args.paused {
+    if mode.paused {
         control.pause();
     }
     let dom = Arc::new(Domain {
         rd: rd.clone(),
         dir: Mutex::new(dir.clone()),
         config,
-        rest: args.rest.clone(),
+        rest: rest.to_vec(),
+        mode,
         control,
         store: xenstore::Engine::new(xenstore::Config::default()),
         status: Mutex::new(Status {
@@ -166,15 +207,33 @@ fn start_and_run(args: &Args, reporter: &Arc<Reporter>) -> anyhow::Result<ExitCo
     let final_dir = dom.dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let final_id = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
     rd.remove(&final_dir, Some(final_id));
-    result
+    let code = result?;
+    let last = dom
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .last_shutdown;
+    match last {
+        Some((_, exit @ (vmm::DomainExit::Crash | vmm::DomainExit::Watchdog)))
+            if !mode.background =>
+        {
+            eprintln!("xkvm: domain {name} stopped: {exit:?}");
+            Ok(ExitCode::FAILURE)
+        }
+        _ => Ok(code),
+    }
 }
 
 fn serve_and_run(dom: &Arc<Domain>, reporter: &Arc<Reporter>) -> anyhow::Result<ExitCode> {
     let dir = dom.dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let stop = Arc::new(AtomicBool::new(false));
-    let xs_server = xenstore::socket::SocketServer::start(dom.store.clone(), &dir.xenstore_socket())
-        .with_context(|| format!("serving XenStore on {}", dir.xenstore_socket().display()))?;
+    let xs_server =
+        xenstore::socket::SocketServer::start(dom.store.clone(), &dir.xenstore_socket())
+            .with_context(|| format!("serving XenStore on {}", dir.xenstore_socket().display()))?;
     let hub = ConsoleHub::default();
+    if dom.mode.terminal_console {
+        hub.refuse_all("the console is attached to the terminal of `xkvm create -F -c`");
+    }
     hub.serve(&dir.console_socket(), stop.clone())?;
     let handler = dom.clone();
     ctl::serve(&dir.control_socket(), stop.clone(), move |req| {
@@ -207,7 +266,11 @@ fn dumps(config: &DomainConfig, exit: vmm::DomainExit) -> bool {
     )
 }
 
-fn run_loop(dom: &Arc<Domain>, hub: &ConsoleHub, reporter: &Arc<Reporter>) -> anyhow::Result<ExitCode> {
+fn run_loop(
+    dom: &Arc<Domain>,
+    hub: &ConsoleHub,
+    reporter: &Arc<Reporter>,
+) -> anyhow::Result<ExitCode> {
     let config = dom.config.clone();
     dom.control
         .set_dump_policy(Box::new(move |exit| dumps(&config, exit)));
@@ -215,7 +278,11 @@ fn run_loop(dom: &Arc<Domain>, hub: &ConsoleHub, reporter: &Arc<Reporter>) -> an
         let domid = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
         let vm = domain::vm_config(&dom.config, domid)?;
         let ended = Arc::new(AtomicBool::new(false));
-        let console = hub.console_io(ended.clone());
+        let console = if dom.mode.terminal_console {
+            crate::foreground::terminal_console()
+        } else {
+            hub.console_io(ended.clone())
+        };
         // Reports "running" once the vCPUs exist.
         let watcher = {
             let (control, reporter) = (dom.control.clone(), reporter.clone());
@@ -230,7 +297,8 @@ fn run_loop(dom: &Arc<Domain>, hub: &ConsoleHub, reporter: &Arc<Reporter>) -> an
                 }
             })
         };
-        let result = vmm::run_domain_controlled(vm, console, Arc::new(dom.store.clone()), &dom.control);
+        let result =
+            vmm::run_domain_controlled(vm, console, Arc::new(dom.store.clone()), &dom.control);
         ended.store(true, Ordering::SeqCst);
         let _ = watcher.join();
         if result.is_ok() {
@@ -238,21 +306,30 @@ fn run_loop(dom: &Arc<Domain>, hub: &ConsoleHub, reporter: &Arc<Reporter>) -> an
             reporter.send(&format!("OK {domid}"));
         }
         forget_domain_nodes(&dom.store, domid);
-        let outcome = match result.with_context(|| format!("domain {} failed", dom.config.c_info.name))? {
-            vmm::Ended::Destroyed { hypervisor_log } => {
-                tracing::info!("domain {domid} destroyed");
-                append_dmesg(dom, &hypervisor_log);
-                return Ok(ExitCode::SUCCESS);
-            }
-            vmm::Ended::Shutdown(o) => o,
-        };
+        let outcome =
+            match result.with_context(|| format!("domain {} failed", dom.config.c_info.name))? {
+                vmm::Ended::Destroyed { hypervisor_log } => {
+                    tracing::info!("domain {domid} destroyed");
+                    append_dmesg(dom, &hypervisor_log);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                vmm::Ended::Shutdown(o) => o,
+            };
         append_dmesg(dom, &outcome.hypervisor_log);
         let exit = outcome.exit;
         let action = domain::action_for(&dom.config, exit);
         tracing::info!(?exit, ?action, "domain {domid} shut down");
-        dom.status.lock().unwrap_or_else(|e| e.into_inner()).last_shutdown = Some((domid, exit));
+        dom.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_shutdown = Some((domid, exit));
         if let Some(dump) = dom.control.take_core_dump() {
-            let name = dom.status.lock().unwrap_or_else(|e| e.into_inner()).name.clone();
+            let name = dom
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .name
+                .clone();
             match coredump::write_for(&name, &dump) {
                 Ok(p) => tracing::info!("core dump of domain {domid} written to {}", p.display()),
                 Err(e) => tracing::error!("core dump of domain {domid}: {e:#}"),
@@ -293,7 +370,12 @@ fn forget_domain_nodes(store: &xenstore::Engine, domid: u32) {
 
 /// Same name, new domain id (xl's `restart`).
 fn restart(dom: &Domain) -> anyhow::Result<()> {
-    let name = dom.status.lock().unwrap_or_else(|e| e.into_inner()).name.clone();
+    let name = dom
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .name
+        .clone();
     let new = dom.rd.alloc_domid(&name)?;
     let mut st = dom.status.lock().unwrap_or_else(|e| e.into_inner());
     let old = st.domid;
@@ -308,7 +390,12 @@ fn restart(dom: &Domain) -> anyhow::Result<()> {
 /// xl's `rename-restart`: this (stopped) domain keeps running under a new
 /// name and a fresh VMM starts the configuration under the old one.
 fn rename_restart(dom: &Domain, domid: u32) -> anyhow::Result<()> {
-    let old_name = dom.status.lock().unwrap_or_else(|e| e.into_inner()).name.clone();
+    let old_name = dom
+        .status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .name
+        .clone();
     let new_name = format!("{old_name}--{domid}");
     let dir = dom.dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let moved = dom.rd.rename(&dir, &new_name, domid)?;
@@ -316,7 +403,9 @@ fn rename_restart(dom: &Domain, domid: u32) -> anyhow::Result<()> {
     dom.status.lock().unwrap_or_else(|e| e.into_inner()).name = new_name.clone();
     write_info(dom)?;
     match crate::cmd::create::spawn_vmm(&dom.rest, false) {
-        Ok(new) => tracing::info!("domain {domid} renamed to {new_name}; {old_name} restarted as {new}"),
+        Ok(new) => {
+            tracing::info!("domain {domid} renamed to {new_name}; {old_name} restarted as {new}")
+        }
         Err(e) => tracing::error!("restarting {old_name} after rename: {e:#}"),
     }
     Ok(())
@@ -324,7 +413,10 @@ fn rename_restart(dom: &Domain, domid: u32) -> anyhow::Result<()> {
 
 /// xl's `preserve`: the domain stays, shut down, until `xkvm destroy`.
 fn preserve(dom: &Domain, exit: vmm::DomainExit) -> anyhow::Result<ExitCode> {
-    dom.status.lock().unwrap_or_else(|e| e.into_inner()).shutdown = Some(exit);
+    dom.status
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .shutdown = Some(exit);
     while !dom.control.is_destroyed() {
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -437,7 +529,8 @@ fn handle(dom: &Domain, req: &Value) -> Result<Value, String> {
         }
         "shutdown" => {
             let reason = req["reason"].as_str().unwrap_or("poweroff");
-            let exit = exit_of_name(reason).ok_or_else(|| format!("unknown shutdown reason {reason:?}"))?;
+            let exit = exit_of_name(reason)
+                .ok_or_else(|| format!("unknown shutdown reason {reason:?}"))?;
             if !dom.control.is_running() {
                 return Err("the domain is not running".into());
             }
@@ -445,7 +538,12 @@ fn handle(dom: &Domain, req: &Value) -> Result<Value, String> {
             Ok(json!({}))
         }
         "dmesg" => {
-            let mut log = dom.status.lock().unwrap_or_else(|e| e.into_inner()).dmesg.clone();
+            let mut log = dom
+                .status
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .dmesg
+                .clone();
             log.extend(dom.control.hypervisor_log());
             Ok(json!({ "log": String::from_utf8_lossy(&log) }))
         }

@@ -30,19 +30,24 @@ impl XsClient {
 
     fn recv(&mut self) -> anyhow::Result<(Header, Vec<u8>)> {
         let mut h = [0u8; HEADER_LEN];
-        self.sock.read_exact(&mut h).context("reading from XenStore")?;
+        self.sock
+            .read_exact(&mut h)
+            .context("reading from XenStore")?;
         let h = Header::decode(&h);
         if h.len as usize > wire::PAYLOAD_MAX {
             bail!("XenStore sent an oversized message ({} bytes)", h.len);
         }
         let mut body = vec![0u8; h.len as usize];
-        self.sock.read_exact(&mut body).context("reading from XenStore")?;
+        self.sock
+            .read_exact(&mut body)
+            .context("reading from XenStore")?;
         Ok((h, body))
     }
 
     fn event_of(body: &[u8]) -> (String, String) {
         let parts = wire::split_strings(body);
-        let s = |i: usize| String::from_utf8_lossy(parts.get(i).copied().unwrap_or(b"")).into_owned();
+        let s =
+            |i: usize| String::from_utf8_lossy(parts.get(i).copied().unwrap_or(b"")).into_owned();
         (s(0), s(1))
     }
 
@@ -60,8 +65,8 @@ impl XsClient {
                 continue;
             }
             if h.ty == MsgType::Error as u32 {
-                let name = String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body))
-                    .into_owned();
+                let name =
+                    String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body)).into_owned();
                 bail!("{name}");
             }
             return Ok(body);
@@ -78,7 +83,8 @@ impl XsClient {
     }
 
     pub fn rm(&mut self, path: &str) -> anyhow::Result<()> {
-        self.request(MsgType::Rm, &[path.as_bytes(), b"\0"]).map(|_| ())
+        self.request(MsgType::Rm, &[path.as_bytes(), b"\0"])
+            .map(|_| ())
     }
 
     pub fn directory(&mut self, path: &str) -> anyhow::Result<Vec<String>> {
@@ -98,7 +104,10 @@ impl XsClient {
     }
 
     /// The next watch event `(path, token)`; `None` after `timeout`.
-    pub fn next_event(&mut self, timeout: Option<Duration>) -> anyhow::Result<Option<(String, String)>> {
+    pub fn next_event(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> anyhow::Result<Option<(String, String)>> {
         if !self.events.is_empty() {
             return Ok(Some(self.events.remove(0)));
         }

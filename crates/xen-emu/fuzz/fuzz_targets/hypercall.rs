@@ -49,11 +49,14 @@ fuzz_target!(|data: &[u8]| {
         FakeVcpu::long64(0)
     };
     v.unmapped_from = 0x8000_0000;
+    // RFLAGS.IF and whether the platform takes SCHEDOP_block over.
+    v.interrupts = data[0] & 2 != 0;
+    v.halts = data[0] & 4 != 0;
     let r = d.hypercall(&mut v, nr, args);
     assert!(r >= 0 || (-133..0).contains(&r), "bad return {r}");
     for (gpa, len, _) in mem.accesses() {
         assert!(
-            mem.backed(gpa, len.min(1)),
+            len == 0 || mem.backed(gpa, 1),
             "access outside guest memory at {gpa:#x}"
         );
     }

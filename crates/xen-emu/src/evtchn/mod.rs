@@ -322,10 +322,15 @@ impl EvtchnTable {
 
     /// The guest port bound to backend port `id`, if any.
     pub fn backend_peer(&self, id: BackendId) -> Option<Port> {
-        self.chans.iter().enumerate().find_map(|(i, c)| match &c.state {
-            State::Interdomain(Remote::Backend { id: b, .. }) if *b == id => Some(Port(i as u32)),
-            _ => None,
-        })
+        self.chans
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| match &c.state {
+                State::Interdomain(Remote::Backend { id: b, .. }) if *b == id => {
+                    Some(Port(i as u32))
+                }
+                _ => None,
+            })
     }
 
     /// `EVTCHNOP_bind_virq`.
@@ -364,7 +369,12 @@ impl EvtchnTable {
         (1..self.chans.len() as u32)
             .map(Port)
             .filter(|p| self.valid(*p))
-            .filter(|p| !matches!(self.chans[p.0 as usize].state, State::Free | State::Reserved))
+            .filter(|p| {
+                !matches!(
+                    self.chans[p.0 as usize].state,
+                    State::Free | State::Reserved
+                )
+            })
             .collect()
     }
 

@@ -142,7 +142,9 @@ impl Domain {
     pub fn grant_write(&self, handle: u32, offset: u32, data: &[u8]) -> Result<(), GrantError> {
         let m = self.active_grants().mapping(handle)?;
         if !m.writable {
-            return Err(GrantError::PermissionDenied("write through a read-only grant mapping"));
+            return Err(GrantError::PermissionDenied(
+                "write through a read-only grant mapping",
+            ));
         }
         let gpa = in_page(m.frame, offset, data.len())?;
         self.mem

@@ -169,7 +169,11 @@ struct Side {
 /// its own (`DOMID_SELF` only) or one of its own grant entries granted to
 /// itself. Per-op status; `-EFAULT` if an op cannot be read.
 fn copy(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
-    let (size, status_off) = if c.compat() { (24u64, 20usize) } else { (40, 36) };
+    let (size, status_off) = if c.compat() {
+        (24u64, 20usize)
+    } else {
+        (40, 36)
+    };
     for i in 0..u64::from(count) {
         let at = uop.checked_add(i * size).ok_or(Errno::EFAULT)?;
         let (src, dst, len, flags) = if c.compat() {
@@ -217,7 +221,9 @@ fn copy_end(c: &Call<'_>, s: &Side) -> Result<crate::CopyEnd, crate::GrantError>
     // gnttab_copy_lock_domain: only DOMID_SELF may name a frame.
     if !s.gref {
         if s.domid != xen_abi::DOMID_SELF {
-            return Err(GrantError::PermissionDenied("copy by frame of another domain"));
+            return Err(GrantError::PermissionDenied(
+                "copy by frame of another domain",
+            ));
         }
         return Ok(crate::CopyEnd::Gfn {
             gfn: s.u,

@@ -65,6 +65,9 @@ pub(crate) fn dispatch(d: &Domain, vcpu: &mut dyn VcpuContext, nr: u64, args: [u
     if vcpu_id >= d.config.max_vcpus.max(1) {
         return Errno::EINVAL.to_ret();
     }
+    // A vCPU making hypercalls is running, however it was started (the
+    // LAPIC's INIT/SIPI bypasses VCPUOP_up).
+    d.note_running(vcpu_id);
     let mut call = Call {
         d,
         g: GuestAccess {

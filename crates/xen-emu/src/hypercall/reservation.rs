@@ -98,9 +98,10 @@ fn is_ram(c: &Call<'_>, gfn: u64) -> bool {
         return false;
     };
     let st = c.d.state();
-    let in_map = st.e820.iter().any(|e| {
-        e.type_ == E820_RAM && gpa >= e.addr && gpa < e.addr.saturating_add(e.size)
-    });
+    let in_map = st
+        .e820
+        .iter()
+        .any(|e| e.type_ == E820_RAM && gpa >= e.addr && gpa < e.addr.saturating_add(e.size));
     let special = st.shinfo_gfn == Some(gfn)
         || (0..st.gnttab.max_frames()).any(|f| st.gnttab.gfn(f) == Some(gfn));
     drop(st);

@@ -74,7 +74,7 @@ pub fn sched_op(c: &mut Call<'_>) -> HcResult {
 /// event or wake-up.
 fn block(c: &mut Call<'_>) -> HcResult {
     let parker = c.d.parkers.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
-    parker.clear();
+    let since = parker.events();
     let vi = c.d.state().vcpu_info_gpa(c.vcpu_id);
     if let Some(vi) = vi {
         two_level::clear_upcall_mask(&*c.d.mem, vi)?;
@@ -88,10 +88,11 @@ fn block(c: &mut Call<'_>) -> HcResult {
     // With an interrupt route, the platform can halt the vCPU itself, so
     // that its LAPIC timer and IPIs wake it too.
     if if_on && c.d.has_upcall_route(c.vcpu_id) && c.g.vcpu.block_in_platform() {
+        c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_BLOCKED);
         return Ok(0);
     }
     c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_BLOCKED);
-    parker.park(None, || if_on && pending());
+    parker.park(None, Some(since), || if_on && pending());
     c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_RUNNING);
     Ok(0)
 }
@@ -132,7 +133,8 @@ fn poll(c: &mut Call<'_>) -> HcResult {
     let if_on = c.g.vcpu.interrupts_enabled();
     let vi = c.d.state().vcpu_info_gpa(c.vcpu_id);
     let any_pending = || {
-        let upcall = if_on && vi.is_some_and(|g| two_level::upcall_pending(mem, g).unwrap_or(false));
+        let upcall =
+            if_on && vi.is_some_and(|g| two_level::upcall_pending(mem, g).unwrap_or(false));
         upcall
             || shinfo.is_some_and(|s| {
                 ports
@@ -151,7 +153,7 @@ fn poll(c: &mut Call<'_>) -> HcResult {
     let flag = c.d.polling.get(c.vcpu_id as usize).ok_or(Errno::EINVAL)?;
     flag.store(true, Ordering::SeqCst);
     c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_BLOCKED);
-    parker.park(deadline, any_pending);
+    parker.park(deadline, None, any_pending);
     c.d.set_runstate(c.vcpu_id, xen_abi::vcpu::RUNSTATE_RUNNING);
     flag.store(false, Ordering::SeqCst);
     Ok(0)

@@ -36,11 +36,10 @@ pub fn vcpu_op(c: &mut Call<'_>) -> HcResult {
         VCPUOP_IS_UP => Ok(i64::from(c.d.vcpu_state(vcpuid).is_some_and(|v| v.up))),
         VCPUOP_GET_RUNSTATE_INFO => {
             let now = c.d.platform.system_time_ns();
-            let mut rs = c
-                .d
-                .vcpu_state(vcpuid)
-                .map(|v| v.runstate)
-                .ok_or(Errno::ENOENT)?;
+            let mut rs =
+                c.d.vcpu_state(vcpuid)
+                    .map(|v| v.runstate)
+                    .ok_or(Errno::ENOENT)?;
             // vcpu_runstate_get: the current state's time runs to now.
             let entry = rs.entry_ns;
             if let Some(t) = rs.time.get_mut(rs.state as usize) {
@@ -57,7 +56,11 @@ pub fn vcpu_op(c: &mut Call<'_>) -> HcResult {
             let gva = read_area_handle(c, arg)?;
             let size = if c.compat() { 44 } else { 48 };
             // Xen accepts any address (a bad one is simply not updated).
-            let area = if gva == 0 { None } else { translate_area(c, gva, size) };
+            let area = if gva == 0 {
+                None
+            } else {
+                translate_area(c, gva, size)
+            };
             let compat = c.compat();
             let rs = {
                 let mut v = c.d.vcpu_state(vcpuid).ok_or(Errno::ENOENT)?;
@@ -71,7 +74,11 @@ pub fn vcpu_op(c: &mut Call<'_>) -> HcResult {
         }
         VCPUOP_REGISTER_VCPU_TIME_MEMORY_AREA => {
             let gva = read_area_handle(c, arg)?;
-            let area = if gva == 0 { None } else { translate_area(c, gva, 32) };
+            let area = if gva == 0 {
+                None
+            } else {
+                translate_area(c, gva, 32)
+            };
             if let Some(mut v) = c.d.vcpu_state(vcpuid) {
                 v.time_area = area;
             }
@@ -146,7 +153,11 @@ fn translate_area(c: &mut Call<'_>, gva: Gva, size: usize) -> Option<Area> {
     let first = c.g.vcpu.translate(gva).ok()?;
     let first_len = ((page - gva % page) as usize).min(size);
     let second = if first_len < size {
-        Some(c.g.vcpu.translate(gva.checked_add(first_len as u64)?).ok()?)
+        Some(
+            c.g.vcpu
+                .translate(gva.checked_add(first_len as u64)?)
+                .ok()?,
+        )
     } else {
         None
     };

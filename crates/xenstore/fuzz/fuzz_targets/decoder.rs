@@ -28,6 +28,11 @@ fuzz_target!(|data: &[u8]| {
         engine.disconnect(conn);
     }
     // Whatever the clients did, the store still works for the toolstack.
-    engine.write("/fuzz-check", b"ok").expect("store still writable");
-    assert_eq!(engine.read("/fuzz-check").expect("store still readable"), b"ok");
+    engine
+        .write("/fuzz-check", b"ok")
+        .expect("store still writable");
+    assert_eq!(
+        engine.read("/fuzz-check").expect("store still readable"),
+        b"ok"
+    );
 });

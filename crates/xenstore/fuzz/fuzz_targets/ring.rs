@@ -20,7 +20,14 @@ fuzz_target!(|data: &[u8]| {
         let mut b = [0u8; 4];
         b[..w.len()].copy_from_slice(w);
         let v = u32::from_le_bytes(b);
-        let off = [offset::REQ_CONS, offset::REQ_PROD, offset::RSP_CONS, offset::RSP_PROD, offset::CONNECTION, offset::ERROR][i];
+        let off = [
+            offset::REQ_CONS,
+            offset::REQ_PROD,
+            offset::RSP_CONS,
+            offset::RSP_PROD,
+            offset::CONNECTION,
+            offset::ERROR,
+        ][i];
         mem.store_u32(off, v);
     }
     let guest = GuestSide { mem: &*mem };

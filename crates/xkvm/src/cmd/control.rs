@@ -27,9 +27,11 @@ fn op(dom: &str, op: &str) -> anyhow::Result<serde_json::Value> {
 pub fn destroy(a: DomArg) -> anyhow::Result<ExitCode> {
     let rd = RunDir::open()?;
     let f = resolve::find(&rd, &a.domain)?;
+    let pid = f.dir.pid();
     ctl::request(&f.dir, json!({"op": "destroy"}))?;
+    // Done when the VMM has exited (it removes its directory first).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while f.dir.path.exists() && f.dir.is_alive() {
+    while pid.is_some_and(crate::rundir::pid_alive) {
         if Instant::now() > deadline {
             anyhow::bail!("domain {} did not go away within 10 s", a.domain);
         }
@@ -66,12 +68,18 @@ pub struct NameArg {
 
 pub fn domid(a: NameArg) -> anyhow::Result<ExitCode> {
     let rd = RunDir::open()?;
-    match resolve::all(&rd)?.into_iter().find(|f| f.dir.name == a.name) {
+    match resolve::all(&rd)?
+        .into_iter()
+        .find(|f| f.dir.name == a.name)
+    {
         Some(f) => {
             println!("{}", f.domid);
             Ok(ExitCode::SUCCESS)
         }
-        None => anyhow::bail!("Can't get domid of domain name '{}', maybe this domain does not exist.", a.name),
+        None => anyhow::bail!(
+            "Can't get domid of domain name '{}', maybe this domain does not exist.",
+            a.name
+        ),
     }
 }
 
@@ -88,7 +96,10 @@ pub fn domname(a: IdArg) -> anyhow::Result<ExitCode> {
             println!("{}", f.dir.name);
             Ok(ExitCode::SUCCESS)
         }
-        None => anyhow::bail!("Can't get domain name of domain id '{}', maybe this domain does not exist.", a.domid),
+        None => anyhow::bail!(
+            "Can't get domain name of domain id '{}', maybe this domain does not exist.",
+            a.domid
+        ),
     }
 }
 

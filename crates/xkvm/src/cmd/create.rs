@@ -77,15 +77,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", config.to_json_string(flavour));
         return Ok(ExitCode::SUCCESS);
     }
+    let (file, overrides) = file_and_overrides(&args)?;
+    let mut rest = vec![file.to_string_lossy().into_owned()];
+    rest.extend(overrides);
     if args.foreground {
         if args.paused {
             anyhow::bail!("-p (start paused) needs a background domain: drop -F");
         }
-        return crate::foreground::run(config.with_defaults(), args.console);
+        return crate::foreground::run(config.with_defaults(), &rest, args.console);
     }
-    let (file, overrides) = file_and_overrides(&args)?;
-    let mut rest = vec![file.to_string_lossy().into_owned()];
-    rest.extend(overrides);
     let domid = spawn_vmm(&rest, args.paused)?;
     let name = config.c_info.name.clone();
     if !args.quiet {

@@ -25,7 +25,8 @@ pub struct Args {
 
 /// xl's header line: "Name" padded to the 40-column name field, then
 /// right-aligned 5-column ID, Mem and VCPUs, tabs before State and Time(s).
-pub const HEADER: &str = "Name                                        ID   Mem VCPUs\tState\tTime(s)";
+pub const HEADER: &str =
+    "Name                                        ID   Mem VCPUs\tState\tTime(s)";
 
 /// One row exactly as xl prints it (`%-40s %5d %5lu %5d     %c%c%c%c%c%c  %8.1f`).
 pub fn row(info: &Value) -> String {
@@ -113,6 +114,9 @@ mod tests {
             "web                                          3    64     1     -b----       1.5"
         );
         // ID's last digit sits under the header's "ID".
-        assert_eq!(r.find("3 ").map(|i| i + 1), HEADER.find("ID").map(|i| i + 2));
+        assert_eq!(
+            r.find("3 ").map(|i| i + 1),
+            HEADER.find("ID").map(|i| i + 2)
+        );
     }
 }

@@ -56,11 +56,18 @@ fn request(a: Args, cmd: &str) -> anyhow::Result<ExitCode> {
         bail!("domain {domid} has already shut down");
     }
     let pv = info["type"] == json!("pv") || info["callback_irq"].as_u64().unwrap_or(0) != 0;
-    let verb = if cmd == "reboot" { "Rebooting" } else { "Shutting down" };
+    let verb = if cmd == "reboot" {
+        "Rebooting"
+    } else {
+        "Shutting down"
+    };
     eprintln!("{verb} domain {domid}");
     if pv {
         let mut xs = XsClient::connect(&f.dir.xenstore_socket())?;
-        xs.write(&format!("/local/domain/{domid}/control/shutdown"), cmd.as_bytes())?;
+        xs.write(
+            &format!("/local/domain/{domid}/control/shutdown"),
+            cmd.as_bytes(),
+        )?;
     } else if a.fallback {
         let button = if cmd == "reboot" { "reset" } else { "power" };
         eprintln!(
@@ -69,9 +76,22 @@ fn request(a: Args, cmd: &str) -> anyhow::Result<ExitCode> {
         );
         ctl::request(&f.dir, json!({"op": "shutdown", "reason": cmd}))?;
     } else {
-        eprintln!("PV control interface not available: external graceful {} not possible.",
-            if cmd == "reboot" { "reboot" } else { "shutdown" });
-        eprintln!("Use \"-F\" to fall back to a forced {} by the VMM.", if cmd == "reboot" { "reboot" } else { "shutdown" });
+        eprintln!(
+            "PV control interface not available: external graceful {} not possible.",
+            if cmd == "reboot" {
+                "reboot"
+            } else {
+                "shutdown"
+            }
+        );
+        eprintln!(
+            "Use \"-F\" to fall back to a forced {} by the VMM.",
+            if cmd == "reboot" {
+                "reboot"
+            } else {
+                "shutdown"
+            }
+        );
         return Ok(ExitCode::FAILURE);
     }
     if a.wait {
@@ -81,28 +101,36 @@ fn request(a: Args, cmd: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Waits for the VMM that ran `domid` to report its shutdown. The VMM is
+/// followed by its pid: after `rename-restart` its directory has another
+/// name, after `restart` the domain another id.
 fn wait_for_shutdown(f: &resolve::Found, domid: u32) -> anyhow::Result<()> {
     let deadline = Instant::now() + WAIT;
+    let pid = f.dir.pid();
+    let rd = RunDir::open()?;
     loop {
-        match ctl::request(&f.dir, json!({"op": "info"})) {
-            Ok(info) => {
-                let last = &info["last_shutdown"];
-                if last["domid"].as_u64() == Some(u64::from(domid)) {
-                    eprintln!(
-                        "Domain {domid} has been shut down, reason code {}",
-                        last["reason"].as_u64().unwrap_or(0)
-                    );
-                    return Ok(());
-                }
-            }
-            Err(_) if !f.dir.is_alive() => {
-                eprintln!("Domain {domid} has been destroyed.");
+        let vmm = resolve::all(&rd)?
+            .into_iter()
+            .find(|d| d.dir.pid().is_some() && d.dir.pid() == pid);
+        let Some(vmm) = vmm else {
+            eprintln!("Domain {domid} has been destroyed.");
+            return Ok(());
+        };
+        if let Ok(info) = ctl::request(&vmm.dir, json!({"op": "info"})) {
+            let last = &info["last_shutdown"];
+            if last["domid"].as_u64() == Some(u64::from(domid)) {
+                eprintln!(
+                    "Domain {domid} has been shut down, reason code {}",
+                    last["reason"].as_u64().unwrap_or(0)
+                );
                 return Ok(());
             }
-            Err(_) => {}
         }
         if Instant::now() > deadline {
-            bail!("domain {domid} did not shut down within {} s", WAIT.as_secs());
+            bail!(
+                "domain {domid} did not shut down within {} s",
+                WAIT.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

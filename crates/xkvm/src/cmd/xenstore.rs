@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::rundir::RunDir;
 use crate::resolve;
+use crate::rundir::RunDir;
 use crate::xs_client::XsClient;
 
 #[derive(clap::Args)]
@@ -73,7 +73,11 @@ pub fn rm(a: Args) -> anyhow::Result<ExitCode> {
 /// indented one space per level.
 pub fn ls(a: Args) -> anyhow::Result<ExitCode> {
     let mut xs = connect(&a.domain)?;
-    let paths = if a.args.is_empty() { vec!["/".to_owned()] } else { a.args.clone() };
+    let paths = if a.args.is_empty() {
+        vec!["/".to_owned()]
+    } else {
+        a.args.clone()
+    };
     for p in &paths {
         walk(&mut xs, p, 0)?;
     }
@@ -86,9 +90,17 @@ fn walk(xs: &mut XsClient, path: &str, depth: usize) -> anyhow::Result<()> {
         Err(e) => bail!("couldn't list path {path}: {e}"),
     };
     for c in children {
-        let child = if path.ends_with('/') { format!("{path}{c}") } else { format!("{path}/{c}") };
+        let child = if path.ends_with('/') {
+            format!("{path}{c}")
+        } else {
+            format!("{path}/{c}")
+        };
         let value = xs.read(&child).unwrap_or_default();
-        println!("{:depth$}{c} = \"{}\"", "", String::from_utf8_lossy(&value).escape_default());
+        println!(
+            "{:depth$}{c} = \"{}\"",
+            "",
+            String::from_utf8_lossy(&value).escape_default()
+        );
         walk(xs, &child, depth + 1)?;
     }
     Ok(())
