@@ -82,6 +82,11 @@ const GUESTS: &[Guest] = &[
         bits: 32,
     },
     Guest {
+        name: "netfront",
+        source: "c/netfront.c",
+        bits: 64,
+    },
+    Guest {
         name: "evtchn",
         source: "c/evtchn.c",
         bits: 64,

@@ -303,3 +303,89 @@ fn blkfront_guest_x86_64_abi() {
 fn blkfront_guest_x86_32_abi() {
     blkfront("blkfront32");
 }
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("ip (iproute2): {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+struct Netns(String);
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.0]);
+    }
+}
+
+/// The `netfront` test guest ARPs for 10.99.1.1 through its vif; the test
+/// moves the VMM's TAP into a fresh network namespace that owns that
+/// address, so the reply comes from the namespace's kernel.
+#[test]
+fn netfront_guest_talks_to_a_netns_through_the_tap() {
+    let test = "netfront";
+    if !kvm_usable(test) {
+        return;
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return skip(test, "needs root for TAP devices and network namespaces");
+    }
+    if let Err(e) = ip(&["-V"]) {
+        return skip(test, &e);
+    }
+    let pid = std::process::id();
+    let ns = Netns(format!("xkvm-nf-{pid}"));
+    ip(&["netns", "add", &ns.0]).unwrap();
+    let ifname = format!("xkvmnf{}", pid % 100_000);
+    let mut cfg = VmConfig::new("xkvm-test-netfront", xkvm_guests::path("netfront"));
+    cfg.memory_mib = 64;
+    cfg.max_memory_mib = 64;
+    cfg.vifs.push(vmm::VifSpec {
+        devid: 0,
+        mac: "00:16:3e:5a:00:01".into(),
+        ifname: Some(ifname.clone()),
+        mtu: 1500,
+        bridge: None,
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(boot(cfg));
+    });
+    // The VMM creates the TAP when the domain starts; then hand it over.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while ip(&["link", "show", &ifname]).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TAP {ifname} never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    ip(&["link", "set", &ifname, "netns", &ns.0]).unwrap();
+    for args in [
+        vec!["addr", "add", "10.99.1.1/24", "dev", &ifname],
+        vec!["link", "set", &ifname, "up"],
+    ] {
+        let mut a = vec!["netns", "exec", &ns.0, "ip"];
+        a.extend(args);
+        ip(&a).unwrap();
+    }
+    let run = rx.recv_timeout(TIMEOUT + Duration::from_secs(10)).unwrap();
+    assert!(
+        run.log.contains("XKVM-TEST netfront: PASS"),
+        "{}",
+        run.report()
+    );
+    assert!(run.log.contains("netfront: ARP reply from"), "{}", run.report());
+    assert_eq!(run.exit, Ok(DomainExit::Poweroff), "{}", run.report());
+}

@@ -1,6 +1,8 @@
 //! Per-call dispatcher cost (the VMM's service time minus the exit):
 //! `xen_version(XENVER_version)` and `EVTCHNOP_send` on a backend channel
-//! and on a loopback channel (set pending + selector + upcall).
+//! and on a loopback channel (set pending + selector + upcall), and the
+//! other common calls of issue 5 (yield, get_time, runstate, set_timer_op,
+//! backend grant map/unmap and copy).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -120,6 +122,62 @@ fn bench(c: &mut Criterion) {
                 HYPERVISOR_EVENT_CHANNEL_OP,
                 [EVTCHNOP_SEND, 0x2100, 0, 0, 0],
             ))
+        })
+    });
+
+    c.bench_function("sched_op(SCHEDOP_yield)", |b| {
+        b.iter(|| black_box(d.hypercall(&mut v, HYPERVISOR_SCHED_OP, [0, 0, 0, 0, 0])))
+    });
+    c.bench_function("hvm_op(HVMOP_get_time)", |b| {
+        b.iter(|| black_box(d.hypercall(&mut v, HYPERVISOR_HVM_OP, [10, 0x4000, 0, 0, 0])))
+    });
+    c.bench_function("vcpu_op(VCPUOP_get_runstate_info)", |b| {
+        b.iter(|| black_box(d.hypercall(&mut v, HYPERVISOR_VCPU_OP, [4, 0, 0x4000, 0, 0])))
+    });
+    c.bench_function("set_timer_op (re-arm 1 s ahead)", |b| {
+        b.iter(|| {
+            black_box(d.hypercall(
+                &mut v,
+                HYPERVISOR_SET_TIMER_OP,
+                [2_000_000_000, 0, 0, 0, 0],
+            ))
+        })
+    });
+    // Backend grant API: grant ref 8 of frame 0 (at 0x90) grants 0x100.
+    mem.put(
+        0x1000,
+        &XenAddToPhysmap {
+            domid: 0x7ff0,
+            size: 0,
+            space: 1,
+            idx: 0,
+            gpfn: 0x90,
+        },
+    );
+    assert_eq!(
+        d.hypercall(&mut v, HYPERVISOR_MEMORY_OP, [7, 0x1000, 0, 0, 0]),
+        0
+    );
+    mem.put(
+        (0x90 << 12) + 64,
+        &xen_abi::grant_table::GrantEntryV1 {
+            flags: 1,
+            domid: 0,
+            frame: 0x100,
+        },
+    );
+    c.bench_function("backend grant_map + grant_unmap (rw)", |b| {
+        b.iter(|| {
+            let m = d.grant_map(8, true).expect("map");
+            d.grant_unmap(m.handle).expect("unmap");
+        })
+    });
+    let mut buf = [0u8; 512];
+    c.bench_function("backend grant_copy_from_guest 512 B", |b| {
+        b.iter(|| {
+            d.grant_copy_from_guest(xen_emu::CopyEnd::Grant { gref: 8, offset: 0 }, &mut buf)
+                .expect("copy");
+            black_box(&buf);
         })
     });
 }

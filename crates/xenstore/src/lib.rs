@@ -18,9 +18,15 @@
 //!   other clients are pushed to the ring by the engine itself: it calls
 //!   `process()` on the front end (from the thread that caused the event,
 //!   outside the engine lock), so the VMM needs no extra wiring for them.
+//!   Consequently, do not call engine methods while holding a lock that
+//!   the `RingMemory` or notify callback takes.
+//! * Custom front ends use [`Engine::connect`] (with an optional
+//!   [`Waker`]), [`Engine::exchange`] (decode and run every complete
+//!   message, collect replies), [`Engine::take_output`],
+//!   [`Engine::reset_connection`] and [`Engine::disconnect`].
 //! * [`socket::SocketServer`] serves the Unix socket protocol (every
 //!   connection is dom0) on its own thread; `SocketServer::shutdown` (or
-//!   drop) stops it.
+//!   drop) stops it. `docs/xenstore.md` has the semantics and benchmark.
 //!
 //! ```no_run
 //! use xenstore::{Engine, perms::Perms};
