@@ -3,34 +3,18 @@
 //! sched_op shutdown, and a guest that triple-faults (Xen reboots it).
 //! Skips (with a reason) without /dev/kvm unless CI=true.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
+
+mod common;
+use common::{kvm_available, write_kernel, Buf};
 
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;
 const MSG_OFF: u32 = 0x800;
 const REASON_OFF: u32 = 0x900;
 const CRASH_REASON_OFF: u32 = 0x904;
-
-fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
-            false
-        }
-    }
-}
 
 /// A tiny 32-bit assembler for the few instructions these guests need.
 struct Asm {
@@ -93,27 +77,6 @@ fn guest(msg: &[u8], reason: u32) -> Vec<u8> {
     code[CRASH_REASON_OFF as usize..CRASH_REASON_OFF as usize + 4]
         .copy_from_slice(&3u32.to_le_bytes());
     code
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::ErrorKind::Other)?
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn write_kernel(dir: &tempfile::TempDir, elf: &[u8]) -> std::path::PathBuf {
-    let p = dir.path().join("kernel");
-    std::fs::write(&p, elf).expect("write kernel");
-    p
 }
 
 #[test]

@@ -7,27 +7,13 @@
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
 
+mod common;
+use common::kvm_available;
+
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;
 const OUT: u32 = 0x800; // 16 bytes of results
 const REASON: u32 = 0x900;
-
-fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
-            false
-        }
-    }
-}
 
 /// Stores EBX of leaf `first` and of `xen_base`, and EAX/EBX of
 /// `xen_base + 2`, then uses that MSR for the hypercall page and prints the

@@ -7,6 +7,9 @@
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
 
+mod common;
+use common::kvm_available;
+
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;
 const HIGH: u64 = 0xffff_8000_0000_0000;
@@ -17,23 +20,6 @@ const GDTR: u32 = 0x940;
 const PML4: u32 = 0x1000;
 const PDPT: u32 = 0x2000;
 const PD: u32 = 0x3000;
-
-fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
-            false
-        }
-    }
-}
 
 fn put(b: &mut [u8], off: u32, v: &[u8]) {
     b[off as usize..off as usize + v.len()].copy_from_slice(v);

@@ -6,6 +6,9 @@
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
 
+mod common;
+use common::kvm_available;
+
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;
 /// 2 GiB: beyond the guest's 128 MiB of RAM.
@@ -14,23 +17,6 @@ const ATP: u32 = 0x900; // struct xen_add_to_physmap (compat, 16 bytes)
 const OK_MSG: u32 = 0x800;
 const BAD_MSG: u32 = 0x820;
 const REASON: u32 = 0x940;
-
-fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
-            false
-        }
-    }
-}
 
 fn guest() -> Vec<u8> {
     let mut c: Vec<u8> = Vec::new();

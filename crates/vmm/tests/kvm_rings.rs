@@ -5,10 +5,12 @@
 //! console_io. Skips without /dev/kvm unless CI=true.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
+
+mod common;
+use common::{kvm_available, Buf};
 
 const BASE: u32 = 0x10_0000;
 const HCALL_PAGE: u32 = 0x20_0000;
@@ -21,23 +23,6 @@ const PARAM: u32 = 0x900; // struct xen_hvm_param (16 bytes)
 const SEND: u32 = 0x920; // struct evtchn_send
 const REASON: u32 = 0x930;
 const XSREQ: u32 = 0x940;
-
-fn kvm_available() -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
-            false
-        }
-    }
-}
 
 struct Asm(Vec<u8>);
 
@@ -134,21 +119,6 @@ fn guest(msg: &[u8]) -> Vec<u8> {
     code[MSG as usize..MSG as usize + msg.len()].copy_from_slice(msg);
     code[XSREQ as usize..XSREQ as usize + req.len()].copy_from_slice(&req);
     code
-}
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-impl Write for Buf {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::ErrorKind::Other)?
-            .extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
