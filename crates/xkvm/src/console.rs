@@ -190,16 +190,25 @@ impl Write for HubWriter {
     }
 }
 
-/// `xkvm console`: attaches this terminal to the console at `path` until
-/// Ctrl-] or until the domain ends.
-pub fn attach(path: &Path, domain: &str) -> anyhow::Result<()> {
-    let s = UnixStream::connect(path)
+/// A client connected to a domain's console (the VMM said `OK`), not yet
+/// copying: `create -c` connects before the guest runs, so that none of
+/// its first words are missed, and only then lets it run.
+pub struct Attached {
+    socket: UnixStream,
+    reader: BufReader<UnixStream>,
+}
+
+/// Connects to the console at `path` and takes the one client slot.
+pub fn connect(path: &Path, domain: &str) -> anyhow::Result<Attached> {
+    let socket = UnixStream::connect(path)
         .with_context(|| format!("domain {domain}: its console is not available"))?;
-    let mut reader = BufReader::new(s.try_clone()?);
+    let mut reader = BufReader::new(socket.try_clone()?);
     let mut status = String::new();
-    reader.read_line(&mut status)?;
+    reader
+        .read_line(&mut status)
+        .with_context(|| format!("domain {domain}: the console closed the connection"))?;
     match status.trim_end() {
-        "OK" => {}
+        "OK" => Ok(Attached { socket, reader }),
         other => bail!(
             "domain {domain}: {}",
             other
@@ -207,23 +216,37 @@ pub fn attach(path: &Path, domain: &str) -> anyhow::Result<()> {
                 .unwrap_or("the console refused the connection")
         ),
     }
-    let _raw = crate::foreground::RawTerminal::enter()?;
-    let writer = s.try_clone()?;
-    std::thread::Builder::new()
-        .name("console-stdin".into())
-        .spawn(move || copy_stdin(writer))?;
-    let mut stdout = io::stdout();
-    let mut buf = [0u8; 4096];
-    loop {
-        // What was buffered with the status line first, then the socket.
-        let n = match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        stdout.write_all(&buf[..n])?;
-        stdout.flush()?;
+}
+
+impl Attached {
+    /// Copies the console to this terminal and keystrokes back, until
+    /// Ctrl-] or until the domain ends (its VMM closes the socket).
+    pub fn run(self) -> anyhow::Result<()> {
+        let Attached { socket, mut reader } = self;
+        let _raw = crate::foreground::RawTerminal::enter()?;
+        std::thread::Builder::new()
+            .name("console-stdin".into())
+            .spawn(move || copy_stdin(socket))?;
+        let mut stdout = io::stdout();
+        let mut buf = [0u8; 4096];
+        loop {
+            // What was buffered with the status line first, then the
+            // socket. A reset is the VMM going away mid-write: the end.
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            stdout.write_all(&buf[..n])?;
+            stdout.flush()?;
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// `xkvm console`: attaches this terminal to the console at `path` until
+/// Ctrl-] or until the domain ends.
+pub fn attach(path: &Path, domain: &str) -> anyhow::Result<()> {
+    connect(path, domain)?.run()
 }
 
 /// Keystrokes to the guest; Ctrl-] (or the end of input) detaches.

@@ -127,8 +127,7 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
 
 /// One `vif=` entry for the network backend. An unset MAC gets Xen's OUI
 /// and three bytes derived from the domain's UUID and the device id (libxl
-/// picks random ones). `script=` is not run and `rate=` is not applied
-/// (both are logged).
+/// picks random ones). `script=` is not run (logged).
 fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
     let devid = u32::try_from(n.devid).unwrap_or(index as u32);
     let mut mac = n.mac;
@@ -145,9 +144,6 @@ fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
     if let Some(s) = &n.script {
         tracing::warn!("vif {devid}: script={s} is not run; attach the TAP yourself");
     }
-    if n.rate_bytes_per_interval != 0 {
-        tracing::warn!("vif {devid}: rate= is not applied (no rate limiting yet)");
-    }
     vmm::VifSpec {
         devid,
         mac: mac
@@ -158,6 +154,8 @@ fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
         ifname: n.ifname.clone(),
         mtu: u32::try_from(n.mtu).ok().filter(|&m| m > 0).unwrap_or(1500),
         bridge: n.bridge.clone(),
+        rate: (n.rate_bytes_per_interval != 0)
+            .then_some((n.rate_bytes_per_interval, n.rate_interval_usecs)),
     }
 }
 
@@ -295,13 +293,15 @@ mod tests {
     fn vifs_keep_mac_and_get_defaults() {
         let cfg = parsed(
             "type='pvh'\nname='g'\nkernel='/k'\n\
-             vif=['mac=00:16:3e:01:02:03,bridge=xenbr0', '']\n",
+             vif=['mac=00:16:3e:01:02:03,bridge=xenbr0,rate=10Mb/s', '']\n",
         );
         let vm = vm_config(&cfg, 3).expect("maps");
         assert_eq!(vm.vifs.len(), 2);
         assert_eq!(vm.vifs[0].mac, "00:16:3e:01:02:03");
         assert_eq!(vm.vifs[0].bridge.as_deref(), Some("xenbr0"));
         assert_eq!(vm.vifs[0].mtu, 1500);
+        assert!(vm.vifs[0].rate.is_some(), "rate= reaches the backend");
+        assert_eq!(vm.vifs[1].rate, None);
         assert!(vm.vifs[1].mac.starts_with("00:16:3e:"));
         assert_eq!(vm.vifs[1].devid, 1);
     }

@@ -1,7 +1,8 @@
-//! `xkvm create -F -c CFG` with the real binary and real PVH guests: the
-//! guest's console reaches stdout, and the exit status follows how the
-//! guest stopped and the config's `on_*` action (0 after poweroff, non-zero
-//! after a crash). Skips without /dev/kvm unless CI=true.
+//! `xkvm create [-F] -c CFG` with the real binary and real PVH guests: the
+//! guest's console reaches stdout (all of it, even from a guest that ends
+//! at once), and with -F the exit status follows how the guest stopped and
+//! the config's `on_*` action (0 after poweroff, non-zero after a crash).
+//! Skips without /dev/kvm unless CI=true.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -131,4 +132,39 @@ fn a_malformed_config_names_file_and_line() {
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
     assert!(stderr.contains("guest.cfg:2"), "{stderr}");
+}
+
+#[test]
+fn background_create_with_console_shows_a_short_lived_guest_whole() {
+    if !kvm_usable("create -c") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("guest.cfg");
+    std::fs::write(&file, guest_cfg("demo", "")).expect("writing the config");
+    // stdin stays open (as a terminal would): its end would detach the
+    // console, as in xl.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xkvm"))
+        .args(["create", "-c"])
+        .arg(&file)
+        .env("XKVM_RUN_DIR", dir.path().join("run"))
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running xkvm");
+    let _stdin = child.stdin.take();
+    let out = child.wait_with_output().expect("xkvm ends with the domain");
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "status {:?}: {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Hello from a Xen PVH guest on xkvm!"),
+        "the greeting, written before any console could attach: {stdout:?}"
+    );
 }

@@ -86,7 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         return crate::foreground::run(config.with_defaults(), &rest, args.console);
     }
-    let domid = spawn_vmm(&rest, args.paused)?;
+    // With -c the domain starts paused and runs only once the console is
+    // attached, so a guest that talks (or even ends) at once is seen whole.
+    let domid = spawn_vmm(&rest, args.paused || args.console)?;
     let name = config.c_info.name.clone();
     if !args.quiet {
         tracing::info!("domain {name} created as {domid}");
@@ -94,7 +96,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.console {
         let rd = crate::rundir::RunDir::open()?;
         let dom = crate::resolve::find(&rd, &domid.to_string())?;
-        crate::console::attach(&dom.dir.console_socket(), &name)?;
+        let console = crate::console::connect(&dom.dir.console_socket(), &name)?;
+        if !args.paused {
+            crate::ctl::request(&dom.dir, serde_json::json!({"op": "unpause"}))?;
+        }
+        console.run()?;
     }
     Ok(ExitCode::SUCCESS)
 }
