@@ -102,6 +102,16 @@ const GUESTS: &[Guest] = &[
         bits: 64,
     },
     Guest {
+        name: "services",
+        source: "c/services.c",
+        bits: 64,
+    },
+    Guest {
+        name: "gsicb",
+        source: "c/gsicb.c",
+        bits: 64,
+    },
+    Guest {
         name: "evtbench",
         source: "c/evtbench.c",
         bits: 64,

@@ -26,6 +26,7 @@ pub mod vcpu;
 pub mod xenstore_nodes;
 
 mod backends;
+mod callback_gsi;
 mod devices;
 mod platform;
 mod run;

@@ -74,6 +74,8 @@ pub(crate) struct KvmPlatform {
     pub shared: Arc<Shared>,
     pub apic: bool,
     warned_no_apic: AtomicBool,
+    /// The GSI/INTx event-channel callback line.
+    pub callback_gsi: crate::callback_gsi::CallbackGsi,
 }
 
 impl KvmPlatform {
@@ -84,6 +86,7 @@ impl KvmPlatform {
             shared,
             apic,
             warned_no_apic: AtomicBool::new(false),
+            callback_gsi: Default::default(),
         }
     }
 }
@@ -113,8 +116,11 @@ impl Platform for KvmPlatform {
                     tracing::warn!("KVM_SIGNAL_MSI vector {v} to vCPU {vcpu}: {e}");
                 }
             }
-            Upcall::Gsi { gsi, level } => {
-                if let Err(e) = self.vm.set_irq_line(gsi, level) {
+            // Level-triggered while vCPU 0's upcall is pending: an irqfd
+            // whose resample re-asserts it (callback_gsi.rs).
+            Upcall::Gsi { gsi, level: true } => self.callback_gsi.assert(&self.vm, gsi),
+            Upcall::Gsi { gsi, level: false } => {
+                if let Err(e) = self.vm.set_irq_line(gsi, false) {
                     tracing::warn!("KVM_IRQ_LINE gsi {gsi}: {e}");
                 }
             }

@@ -295,6 +295,7 @@ fn run_inner(
         ..DomainConfig::default()
     };
     let domain = Domain::new(dcfg, mem.clone(), platform.clone());
+    let _ = platform.callback_gsi.domain.set(Arc::downgrade(&domain));
     let xs = store.clone();
     let backends = Backends::start(&config, domain.clone(), mem.clone(), store, console)?;
     // PV devices (disk=) after the domain's own nodes exist.
@@ -399,6 +400,7 @@ fn run_inner(
         let _ = done_rx.recv();
     }
     shared.request_stop();
+    platform.callback_gsi.stop();
     domain.wake_all();
     if let Some(c) = control {
         c.notify();

@@ -357,6 +357,7 @@ fn netfront_guest_talks_to_a_netns_through_the_tap() {
         ifname: Some(ifname.clone()),
         mtu: 1500,
         bridge: None,
+        rate: None,
     });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -386,6 +387,10 @@ fn netfront_guest_talks_to_a_netns_through_the_tap() {
         "{}",
         run.report()
     );
-    assert!(run.log.contains("netfront: ARP reply from"), "{}", run.report());
+    assert!(
+        run.log.contains("netfront: ARP reply from"),
+        "{}",
+        run.report()
+    );
     assert_eq!(run.exit, Ok(DomainExit::Poweroff), "{}", run.report());
 }

@@ -174,3 +174,27 @@ fn bench_evtchn_send_to_upcall_latency() {
         println!("{l}");
     }
 }
+
+#[test]
+fn grant_frames_on_demand_guest_copy_balloon_and_remaining_hvm_ops() {
+    if !kvm_usable("services") {
+        return;
+    }
+    let run = boot("services", config("services"));
+    run.assert_pass();
+    assert_eq!(run.number("services: nr_frames"), 4, "{}", run.report());
+}
+
+/// Known issue (see docs/core-services.md): at the guest's EOI the
+/// resample still finds vCPU 0's `evtchn_upcall_pending` set, so every
+/// event is delivered twice (no storm, but not Xen's once).
+#[test]
+#[ignore = "known issue: GSI callback delivers each event twice"]
+fn gsi_callback_fires_once_per_event_and_is_deasserted() {
+    if !kvm_usable("gsicb") {
+        return;
+    }
+    let run = boot("gsicb", config("gsicb"));
+    run.assert_pass();
+    assert_eq!(run.number("gsicb: upcalls"), 4, "{}", run.report());
+}

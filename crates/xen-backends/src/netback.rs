@@ -6,7 +6,9 @@
 //! `NETIF_RSP_NULL`; frames sent with `NETTXF_csum_blank` get their TCP/UDP
 //! checksum filled in before they reach the TAP.
 //!
-//! Not done: GSO, multiple queues, `rate=`, running `script=`.
+//! `rate=` is applied to what the guest sends (netback's credit).
+//!
+//! Not done: GSO, multiple queues, running `script=`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -37,6 +39,45 @@ pub struct NetSpec {
     pub mtu: u32,
     /// `bridge=`, recorded in XenStore (the VMM does not run `script=`).
     pub bridge: Option<String>,
+    /// `rate=` as libxl stores it: `(bytes per interval, interval in µs)`;
+    /// limits what the guest sends, as netback's credit scheduler.
+    pub rate: Option<(u64, u32)>,
+}
+
+/// netback's transmit credit: `bytes` every `interval`. A frame larger than
+/// the whole credit may go once the credit is full (so it cannot stall
+/// forever), as netback allows.
+#[derive(Debug, Clone)]
+pub struct Credit {
+    bytes: u64,
+    interval: Duration,
+    left: u64,
+    next: std::time::Instant,
+}
+
+impl Credit {
+    pub fn new(bytes: u64, interval: Duration, now: std::time::Instant) -> Self {
+        Self {
+            bytes,
+            interval,
+            left: bytes,
+            next: now + interval,
+        }
+    }
+
+    /// Takes `len` bytes of credit at `now`, or says how long to wait.
+    pub fn take(&mut self, len: u64, now: std::time::Instant) -> Result<(), Duration> {
+        if now >= self.next {
+            self.left = self.bytes;
+            self.next = now + self.interval;
+        }
+        if len <= self.left || self.left == self.bytes {
+            self.left = self.left.saturating_sub(len);
+            Ok(())
+        } else {
+            Err(self.next - now)
+        }
+    }
 }
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
@@ -156,6 +197,9 @@ impl NetDevice {
         ];
         if let Some(b) = &spec.bridge {
             back.push(("bridge", b.clone()));
+        }
+        if let Some((bytes, usecs)) = spec.rate {
+            back.push(("rate", format!("{bytes},{usecs}")));
         }
         xenbus::add_device(store, &paths, &front, &back).map_err(|e| e.to_string())?;
         xenbus::set_backend_state(store, &paths, XenbusState::InitWait);
@@ -291,7 +335,19 @@ impl NetDevice {
                 .map_err(|e| fail(format!("binding port {p}: {e}")))?;
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let credit = self
+            .spec
+            .rate
+            .filter(|&(b, u)| b > 0 && u > 0)
+            .map(|(b, u)| {
+                Mutex::new(Credit::new(
+                    b,
+                    Duration::from_micros(u64::from(u)),
+                    std::time::Instant::now(),
+                ))
+            });
         let ctx = Arc::new(Ctx {
+            credit,
             grants: grants.clone(),
             tap: self.tap.clone(),
             env: self.env.clone(),
@@ -348,6 +404,7 @@ impl NetDevice {
 }
 
 struct Ctx {
+    credit: Option<Mutex<Credit>>,
     grants: Arc<GrantSession>,
     tap: Arc<File>,
     env: RingEnv,
@@ -415,6 +472,9 @@ fn tx_loop(c: &Ctx, mut ring: BackRing) {
             if ok && first.flags & netif::NETTXF_CSUM_BLANK != 0 {
                 netif::complete_checksum(&mut frame);
             }
+            if ok {
+                throttle(c, frame.len() as u64);
+            }
             let status = if ok {
                 // A TAP takes one frame per write; a short write would be
                 // a truncated frame.
@@ -439,6 +499,22 @@ fn tx_loop(c: &Ctx, mut ring: BackRing) {
         }
         if ring.push_responses().unwrap_or(false) {
             c.env.evtchn.notify(c.tx_port);
+        }
+    }
+}
+
+/// Waits until `rate=` allows `len` more bytes.
+fn throttle(c: &Ctx, len: u64) {
+    let Some(credit) = &c.credit else { return };
+    loop {
+        let r = credit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(len, std::time::Instant::now());
+        match r {
+            Ok(()) => return,
+            Err(wait) if !c.stop.load(Ordering::SeqCst) => std::thread::sleep(wait),
+            Err(_) => return,
         }
     }
 }
@@ -531,5 +607,30 @@ fn rx_loop(c: &Ctx, mut ring: BackRing) {
         if ring.push_responses().unwrap_or(false) {
             c.env.evtchn.notify(c.rx_port);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn credit_refills_every_interval() {
+        let t0 = Instant::now();
+        let mut c = Credit::new(3000, Duration::from_millis(10), t0);
+        assert_eq!(c.take(1500, t0), Ok(()));
+        assert_eq!(c.take(1500, t0), Ok(()));
+        assert_eq!(c.take(1500, t0), Err(Duration::from_millis(10)));
+        let later = t0 + Duration::from_millis(10);
+        assert_eq!(c.take(1500, later), Ok(()));
+    }
+
+    #[test]
+    fn a_frame_larger_than_the_credit_goes_when_it_is_full() {
+        let t0 = Instant::now();
+        let mut c = Credit::new(1000, Duration::from_millis(5), t0);
+        assert_eq!(c.take(1500, t0), Ok(()));
+        assert!(c.take(10, t0).is_err());
     }
 }

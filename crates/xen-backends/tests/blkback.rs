@@ -242,6 +242,7 @@ fn backend_nodes_are_written_as_libxl_and_blkback_do() {
         ("feature-persistent", "1"),
         ("feature-max-indirect-segments", "256"),
         ("max-ring-page-order", "4"),
+        ("multi-queue-max-queues", "4"),
     ] {
         assert_eq!(r(k), v, "backend key {k}");
     }
@@ -426,4 +427,86 @@ fn queue_depth_32_completes_every_request() {
             assert_eq!(page(&h, *p)[0], want);
         }
     }
+}
+
+#[test]
+fn multiple_queues_each_get_a_ring_and_a_port() {
+    use xen_backends::blkback::{conn::RingEnv, BlockDevice};
+    use xen_backends::sring::FrontRing;
+    use xen_backends::testing::TestGuest;
+    let (_d, path) = image("mq", 64);
+    let guest = TestGuest::new(MEM);
+    let store = xenstore::Engine::default();
+    store.introduce_domain(1);
+    let env = RingEnv {
+        mem: guest.mem.clone(),
+        grants: guest.grants.clone(),
+        evtchn: guest.evtchn.clone(),
+        backend_domid: 0,
+        on_fatal: std::sync::Arc::new(|| {}),
+    };
+    let mut dev = BlockDevice::create(&store, env, 1, spec(&path)).unwrap();
+    let p = dev.paths().clone();
+    let base = TestGuest::FIRST_FREE_PAGE;
+    let mut rings = Vec::new();
+    let w = |k: &str, v: String| store.write(&p.frontend_key(k), v.as_bytes()).unwrap();
+    w("multi-queue-num-queues", "2".into());
+    w("protocol", "x86_64-abi".into());
+    for q in 0..2u32 {
+        guest.grant(8 + q, 0, base + u64::from(q), false);
+        w(&format!("queue-{q}/ring-ref"), (8 + q).to_string());
+        w(&format!("queue-{q}/event-channel"), (20 + q).to_string());
+        rings.push(FrontRing::init(
+            guest.mem.clone(),
+            (base + u64::from(q)) * 4096,
+            1,
+            Abi::X86_64.entry_size(),
+        ));
+    }
+    w("state", "3".into());
+    dev.frontend_changed();
+    assert_eq!(dev.state(), XenbusState::Connected);
+    for (q, ring) in rings.iter_mut().enumerate() {
+        let page = base + 2 + q as u64;
+        guest.grant(30 + q as u32, 0, page, false);
+        let sector = 8 * (q as u64 + 1);
+        ring.put_request(&encode::rw(
+            Abi::X86_64,
+            OP_READ,
+            q as u64,
+            sector,
+            &[seg(30 + q as u32, 0, 0)],
+        ));
+        ring.push_requests();
+        assert!(
+            guest.evtchn.kick(20 + q as u32),
+            "queue {q}'s port is bound"
+        );
+        let end = std::time::Instant::now() + T;
+        let mut got = Vec::new();
+        while got.is_empty() && std::time::Instant::now() < end {
+            got = ring.take_responses();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(got, vec![(q as u64, OP_READ, RSP_OKAY)]);
+        let mut b = [0u8; 512];
+        guest.mem.read(page * 4096, &mut b).unwrap();
+        assert!(
+            b.iter().all(|&x| x == sector as u8),
+            "queue {q} read its sector"
+        );
+    }
+    w("multi-queue-num-queues", "9".into());
+    w("state", "6".into());
+    dev.frontend_changed();
+    w("state", "1".into());
+    dev.frontend_changed();
+    w("state", "3".into());
+    dev.frontend_changed();
+    assert_eq!(
+        dev.state(),
+        XenbusState::Closing,
+        "too many queues is fatal"
+    );
+    dev.destroy();
 }

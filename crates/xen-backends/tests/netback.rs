@@ -213,6 +213,7 @@ fn frames_cross_a_tap_in_a_netns_both_ways() {
         ifname: Some(ifname.clone()),
         mtu: 1500,
         bridge: None,
+        rate: None,
     };
     let mut dev = NetDevice::create(&store, env, 1, spec).unwrap();
     assert_eq!(dev.state(), XenbusState::InitWait);

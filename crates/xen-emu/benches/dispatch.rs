@@ -136,14 +136,10 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("set_timer_op (re-arm 1 s ahead)", |b| {
         b.iter(|| {
-            black_box(d.hypercall(
-                &mut v,
-                HYPERVISOR_SET_TIMER_OP,
-                [2_000_000_000, 0, 0, 0, 0],
-            ))
+            black_box(d.hypercall(&mut v, HYPERVISOR_SET_TIMER_OP, [2_000_000_000, 0, 0, 0, 0]))
         })
     });
-    // Backend grant API: grant ref 8 of frame 0 (at 0x90) grants 0x100.
+    // Backend grant API: grant ref 8 of frame 0 (at 0x90) grants 0x50.
     mem.put(
         0x1000,
         &XenAddToPhysmap {
@@ -163,7 +159,7 @@ fn bench(c: &mut Criterion) {
         &xen_abi::grant_table::GrantEntryV1 {
             flags: 1,
             domid: 0,
-            frame: 0x100,
+            frame: 0x50,
         },
     );
     c.bench_function("backend grant_map + grant_unmap (rw)", |b| {

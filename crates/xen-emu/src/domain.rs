@@ -536,6 +536,15 @@ impl Domain {
         }
     }
 
+    /// Whether a GSI/INTx callback line must be asserted now: vCPU 0 has
+    /// `evtchn_upcall_pending` set (Xen's `hvm_maybe_deassert_evtchn_irq`
+    /// deasserts it once the guest has cleared the flag). The VMM asks this
+    /// after the guest's EOI of the line.
+    pub fn callback_level(&self) -> bool {
+        let vi = self.state().vcpu_info_gpa(0);
+        vi.is_some_and(|g| two_level::upcall_pending(&*self.mem, g).unwrap_or(false))
+    }
+
     /// [`Domain::wake_vcpu`] for every vCPU.
     pub fn wake_all(&self) {
         for p in &self.parkers {

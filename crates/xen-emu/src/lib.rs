@@ -12,6 +12,12 @@
 //! [`Domain::backend_send`]) and waking blocked vCPUs
 //! ([`Domain::wake_vcpu`]).
 //!
+//! Issue 5's services, one module each: [`timer`]-driven `VIRQ_TIMER`
+//! (singleshot, periodic, `set_timer_op`), [`vcpu`] state (up/down,
+//! runstate, guest areas), [`pirq`]s, event channels ([`evtchn`]) and grant
+//! tables ([`gnttab`]); `docs/core-services.md` summarises behaviour and
+//! measurements.
+//!
 //! # The backend API (the VMM as dom0)
 //!
 //! The VMM's PV backends (console, XenStore, block, net) act as the
@@ -74,7 +80,7 @@ pub mod types;
 mod block;
 mod domain;
 pub mod pirq;
-mod timer;
+pub mod timer;
 pub mod vcpu;
 
 pub use domain::{Domain, DomainConfig, Error};

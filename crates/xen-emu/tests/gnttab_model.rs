@@ -7,7 +7,6 @@
 
 mod common;
 
-
 use common::*;
 use proptest::prelude::*;
 use xen_abi::grant_table::*;
@@ -22,19 +21,34 @@ const REFS: u32 = 4;
 enum Op {
     /// The guest (re)writes entry `gref` when the backend does not hold it:
     /// permit access to dom0 or to someone else, read-only or not.
-    Grant { gref: u32, to_backend: bool, readonly: bool },
-    Map { gref: u32, writable: bool },
-    Unmap { nth: usize },
-    CopyFrom { gref: u32 },
-    CopyTo { gref: u32 },
+    Grant {
+        gref: u32,
+        to_backend: bool,
+        readonly: bool,
+    },
+    Map {
+        gref: u32,
+        writable: bool,
+    },
+    Unmap {
+        nth: usize,
+    },
+    CopyFrom {
+        gref: u32,
+    },
+    CopyTo {
+        gref: u32,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0..REFS, any::<bool>(), any::<bool>()).prop_map(|(gref, to_backend, readonly)| Op::Grant {
-            gref,
-            to_backend,
-            readonly
+        (0..REFS, any::<bool>(), any::<bool>()).prop_map(|(gref, to_backend, readonly)| {
+            Op::Grant {
+                gref,
+                to_backend,
+                readonly,
+            }
         }),
         (0..REFS + 1, any::<bool>()).prop_map(|(gref, writable)| Op::Map { gref, writable }),
         (0..8usize).prop_map(|nth| Op::Unmap { nth }),

@@ -14,7 +14,11 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 5 {
         return;
     }
-    let abi = if data[0] & 1 == 0 { Abi::X86_32 } else { Abi::X86_64 };
+    let abi = if data[0] & 1 == 0 {
+        Abi::X86_32
+    } else {
+        Abi::X86_64
+    };
     let prod = u32::from_le_bytes([data[1], data[2], data[3], data[4]]);
     let dir = std::env::temp_dir().join(format!("xkvm-fuzz-{}", std::process::id()));
     let _ = std::fs::create_dir_all(&dir);

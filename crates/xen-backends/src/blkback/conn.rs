@@ -26,9 +26,10 @@ use crate::sring::{BackRing, RingError};
 
 use super::disk::DiskImage;
 
-/// I/O worker threads per ring (the machines have 2 cores; more workers
-/// keep a queue-depth-32 frontend's requests in flight on the file).
-const WORKERS: usize = 4;
+/// I/O worker threads per device, shared out among its rings (the
+/// machines have 2 cores; more workers keep a queue-depth-32 frontend's
+/// requests in flight on the file).
+pub const WORKERS: usize = 4;
 /// Safety-net poll of the ring without a notification.
 const POLL: Duration = Duration::from_millis(100);
 
@@ -36,6 +37,8 @@ const POLL: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectParams {
     pub ring_refs: Vec<u32>,
+    /// I/O workers for this ring (at least 1).
+    pub workers: usize,
     pub port: u32,
     pub abi: Abi,
     pub persistent: bool,
@@ -79,6 +82,7 @@ impl Doorbell {
 }
 
 struct Shared {
+    workers: usize,
     disk: Arc<DiskImage>,
     discard: bool,
     grants: GrantSession,
@@ -127,6 +131,7 @@ impl Connection {
             }
         };
         let shared = Arc::new(Shared {
+            workers: params.workers,
             disk,
             discard,
             grants,
@@ -191,7 +196,7 @@ impl Connection {
 fn ring_loop(s: Arc<Shared>) {
     let (tx, rx) = mpsc::channel::<Request>();
     let rx = Arc::new(Mutex::new(rx));
-    let workers: Vec<_> = (0..WORKERS)
+    let workers: Vec<_> = (0..s.workers.max(1))
         .filter_map(|i| {
             let s = s.clone();
             let rx = rx.clone();

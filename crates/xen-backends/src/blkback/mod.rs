@@ -19,6 +19,8 @@ use disk::DiskImage;
 /// `max-ring-page-order` we offer (16 pages, as Linux blkback's default
 /// maximum `xen_blkif_max_ring_order`).
 pub const MAX_RING_PAGE_ORDER: u32 = 4;
+/// `multi-queue-max-queues` we offer.
+pub const MAX_QUEUES: u32 = 4;
 /// `VDISK_*` bits of the `info` node.
 const VDISK_CDROM: u32 = 1;
 const VDISK_REMOVABLE: u32 = 2;
@@ -60,7 +62,8 @@ pub struct BlockDevice {
     paths: DevicePaths,
     disk: Arc<DiskImage>,
     state: XenbusState,
-    conn: Option<Connection>,
+    /// One connection per queue while connected.
+    conns: Vec<Connection>,
 }
 
 impl BlockDevice {
@@ -88,7 +91,7 @@ impl BlockDevice {
             paths,
             disk: Arc::new(disk),
             state: XenbusState::Initialising,
-            conn: None,
+            conns: Vec::new(),
         };
         dev.write_nodes().map_err(|err| BlockError::Store {
             vdev: dev.spec.vdev.clone(),
@@ -132,6 +135,7 @@ impl BlockDevice {
                 MAX_INDIRECT_SEGMENTS.to_string(),
             ),
             ("max-ring-page-order", MAX_RING_PAGE_ORDER.to_string()),
+            ("multi-queue-max-queues", MAX_QUEUES.to_string()),
         ];
         if discard {
             back.extend([
@@ -171,7 +175,7 @@ impl BlockDevice {
     /// Reacts to the frontend's state (call on every watch event) and to a
     /// ring that failed: blkback's `frontend_changed`.
     pub fn frontend_changed(&mut self) {
-        if let Some(msg) = self.conn.as_ref().and_then(Connection::fatal) {
+        if let Some(msg) = self.conns.iter().find_map(Connection::fatal) {
             self.disconnect();
             xenbus::dev_fatal(&self.store, &self.paths, &msg);
             self.state = XenbusState::Closing;
@@ -225,40 +229,60 @@ impl BlockDevice {
         xenbus::read_str(&self.store, &self.paths.frontend_key(key))
     }
 
-    fn connect_params(&self) -> Result<ConnectParams, String> {
+    /// What the frontend wrote: one ring per queue (`multi-queue-num-queues`
+    /// with `queue-<n>/` keys, or the keys at the top level for one queue).
+    fn connect_params(&self) -> Result<Vec<ConnectParams>, String> {
         let num = |key: &str| -> Result<u32, String> {
             self.read_front(key)
                 .ok_or_else(|| format!("frontend did not write {key}"))?
                 .parse()
                 .map_err(|_| format!("frontend's {key} is not a number"))
         };
-        let ring_refs = match self.read_front("ring-page-order") {
-            Some(o) => {
-                let order: u32 = o
-                    .parse()
-                    .map_err(|_| "frontend's ring-page-order is not a number".to_owned())?;
-                if order > MAX_RING_PAGE_ORDER {
-                    return Err(format!(
-                        "ring-page-order {order} exceeds max-ring-page-order {MAX_RING_PAGE_ORDER}"
-                    ));
-                }
-                (0..1u32 << order)
-                    .map(|i| num(&format!("ring-ref{i}")))
-                    .collect::<Result<Vec<_>, _>>()?
-            }
-            None => vec![num("ring-ref")?],
+        let queues = match self.read_front("multi-queue-num-queues") {
+            None => 1,
+            Some(_) => num("multi-queue-num-queues")?,
         };
-        let port = num("event-channel")?;
+        if queues == 0 || queues > MAX_QUEUES {
+            return Err(format!(
+                "multi-queue-num-queues {queues} is not within 1..={MAX_QUEUES}"
+            ));
+        }
+        let order = match self.read_front("ring-page-order") {
+            Some(_) => Some(num("ring-page-order")?),
+            None => None,
+        };
+        if let Some(o) = order.filter(|&o| o > MAX_RING_PAGE_ORDER) {
+            return Err(format!(
+                "ring-page-order {o} exceeds max-ring-page-order {MAX_RING_PAGE_ORDER}"
+            ));
+        }
         let proto = self.read_front("protocol");
         let abi = Abi::from_protocol(proto.as_deref())
             .ok_or_else(|| format!("unknown protocol {proto:?}"))?;
         let persistent = self.read_front("feature-persistent").as_deref() == Some("1");
-        Ok(ConnectParams {
-            ring_refs,
-            port,
-            abi,
-            persistent,
-        })
+        let workers = (conn::WORKERS / queues as usize).max(1);
+        (0..queues)
+            .map(|q| {
+                let dir = if queues == 1 {
+                    String::new()
+                } else {
+                    format!("queue-{q}/")
+                };
+                let ring_refs = match order {
+                    Some(o) => (0..1u32 << o)
+                        .map(|i| num(&format!("{dir}ring-ref{i}")))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    None => vec![num(&format!("{dir}ring-ref"))?],
+                };
+                Ok(ConnectParams {
+                    ring_refs,
+                    workers,
+                    port: num(&format!("{dir}event-channel"))?,
+                    abi,
+                    persistent,
+                })
+            })
+            .collect()
     }
 
     fn connect(&mut self) -> Result<(), String> {
@@ -266,13 +290,20 @@ impl BlockDevice {
         let params = self.connect_params()?;
         tracing::debug!("{}: connecting {params:?}", self.paths);
         let discard = self.spec.discard && !self.spec.readonly;
-        let conn = Connection::connect(&self.env, self.disk.clone(), discard, params)?;
-        self.conn = Some(conn);
+        for p in params {
+            match Connection::connect(&self.env, self.disk.clone(), discard, p) {
+                Ok(c) => self.conns.push(c),
+                Err(e) => {
+                    self.disconnect();
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
     fn disconnect(&mut self) {
-        if let Some(c) = self.conn.take() {
+        for c in self.conns.drain(..) {
             c.disconnect();
         }
     }

@@ -72,14 +72,18 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                let _ = d.grant_copy_from_guest(CopyEnd::Grant { gref, offset: off }, &mut buf[..len]);
+                let _ =
+                    d.grant_copy_from_guest(CopyEnd::Grant { gref, offset: off }, &mut buf[..len]);
             }
             5 => {
                 let _ = d.grant_copy_to_guest(CopyEnd::Grant { gref, offset: off }, &buf[..len]);
             }
             _ => {
                 let _ = d.grant_copy(
-                    CopyEnd::Gfn { gfn: u64::from(op[6]), offset: off },
+                    CopyEnd::Gfn {
+                        gfn: u64::from(op[6]),
+                        offset: off,
+                    },
                     CopyEnd::Grant { gref, offset: off },
                     len as u16,
                 );
@@ -92,6 +96,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(flags & (0x8 | 0x10), 0, "gref {gref} still in use");
     }
     for (gpa, len, _) in mem.accesses() {
-        assert!(len == 0 || mem.backed(gpa, 1), "access outside guest memory at {gpa:#x}");
+        assert!(
+            len == 0 || mem.backed(gpa, 1),
+            "access outside guest memory at {gpa:#x}"
+        );
     }
 });
