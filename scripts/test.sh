@@ -4,6 +4,7 @@
 # missing /dev/kvm is a failure, not a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/host-deps.sh
 export XKVM_DEBS="${XKVM_DEBS:-$PWD/target/debian/root}"
 scripts/debian-deps.sh >/dev/null
 cargo test --workspace --release "$@"
