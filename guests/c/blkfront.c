@@ -100,13 +100,6 @@ static int wait_rsp(uint64_t id, uint8_t op)
     return 99;
 }
 
-/* CHECK_EQ evaluates its arguments twice: run each request once. */
-#define EXPECT(what, expr, want)        \
-    do {                                \
-        long got_ = (long)(expr);       \
-        CHECK_EQ((what), got_, (want)); \
-    } while (0)
-
 static int rw(uint8_t op, uint64_t id, uint64_t sector, uint32_t gref, uint8_t last)
 {
     struct req_rw *r = slot(req_prod++);
@@ -178,11 +171,11 @@ void guest_main(struct hvm_start_info *si)
         data[0][i] = (uint8_t)(0xa0 + i / 512);
         data[4][i] = (uint8_t)(0x30 + i / 512);
     }
-    EXPECT("WRITE", rw(OP_WRITE, 1, 16, 9, 7), 0);
-    EXPECT("FLUSH_DISKCACHE", rw(OP_FLUSH, 2, 0, 0, 0), 0);
-    EXPECT("READ", rw(OP_READ, 3, 16, 10, 7), 0);
+    CHECK_EQ("WRITE", rw(OP_WRITE, 1, 16, 9, 7), 0);
+    CHECK_EQ("FLUSH_DISKCACHE", rw(OP_FLUSH, 2, 0, 0, 0), 0);
+    CHECK_EQ("READ", rw(OP_READ, 3, 16, 10, 7), 0);
     check(memcmp(data[0], data[1], 4096) == 0, "READ returned other data than WRITE wrote");
-    EXPECT("WRITE_BARRIER", rw(OP_WRITE_BARRIER, 4, 24, 13, 7), 0);
+    CHECK_EQ("WRITE_BARRIER", rw(OP_WRITE_BARRIER, 4, 24, 13, 7), 0);
 
     /* INDIRECT: sectors 16..31 into pages 2 and 3, the descriptors in page 1
      * (re-granted as the indirect page). */
@@ -199,7 +192,7 @@ void guest_main(struct hvm_start_info *si)
     ir->sector = 16;
     ir->grefs[0] = 10;
     push();
-    EXPECT("INDIRECT", wait_rsp(5, OP_INDIRECT), 0);
+    CHECK_EQ("INDIRECT", wait_rsp(5, OP_INDIRECT), 0);
     check(memcmp(data[2], data[0], 4096) == 0, "INDIRECT segment 0 data");
     check(memcmp(data[3], data[4], 4096) == 0, "INDIRECT segment 1 data");
 
@@ -210,9 +203,9 @@ void guest_main(struct hvm_start_info *si)
     dr->sector = 32;
     dr->nr_sectors = 8;
     push();
-    EXPECT("DISCARD", wait_rsp(6, OP_DISCARD), 0);
-    EXPECT("READ past the end", rw(OP_READ, 7, sectors - 1, 10, 7), -1);
-    EXPECT("READ through an ungranted ref", rw(OP_READ, 8, 0, 4000, 0), -1);
+    CHECK_EQ("DISCARD", wait_rsp(6, OP_DISCARD), 0);
+    CHECK_EQ("READ past the end", rw(OP_READ, 7, sectors - 1, 10, 7), -1);
+    CHECK_EQ("READ through an ungranted ref", rw(OP_READ, 8, 0, 4000, 0), -1);
 
     /* Close as GRUB does before handing over. */
     xs_req(XS_WRITE, cat(p, dir, "/state"), "6");

@@ -48,7 +48,7 @@ void core_setup(void)
 {
     struct xen_add_to_physmap xatp = {
         .domid = DOMID_SELF, .space = XENMAPSPACE_shared_info, .idx = 0, .gpfn = SHINFO_GFN};
-    EXPECT("map shared_info", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &xatp),
+    CHECK_EQ("map shared_info", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &xatp),
              0);
     shinfo = phys(SHINFO_GFN << 12);
     uint16_t cs;

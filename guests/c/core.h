@@ -108,13 +108,6 @@ struct shared_info_native {
     uint64_t evtchn_mask[64];
 };
 
-/* rt.h's CHECK_EQ evaluates `got` twice; hypercalls must run once. */
-#define EXPECT(what, got, want)                                                        \
-    do {                                                                               \
-        long got_ = (long)(got), want_ = (long)(want);                                 \
-        check(got_ == want_, "%s: got %ld, want %ld", (what), got_, want_);             \
-    } while (0)
-
 #define UPCALL_VECTOR 0xf3
 #define SHINFO_GFN 0xfd000ULL
 

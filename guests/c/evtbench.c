@@ -13,11 +13,11 @@ void guest_main(struct hvm_start_info *si)
 {
     (void)si;
     core_setup();
-    EXPECT("callback vector", hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
+    CHECK_EQ("callback vector", hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
                                             HVM_CALLBACK_VECTOR(UPCALL_VECTOR)), 0);
     int a = alloc_unbound(DOMID_SELF);
     struct evtchn_bind_interdomain bi = {.remote_dom = DOMID_SELF, .remote_port = a};
-    EXPECT("bind", evtchn_op(EVTCHNOP_bind_interdomain, &bi), 0);
+    CHECK_EQ("bind", evtchn_op(EVTCHNOP_bind_interdomain, &bi), 0);
     sti();
     exit_once();
 
@@ -26,7 +26,7 @@ void guest_main(struct hvm_start_info *si)
     for (int i = 0; i < ITERS; i++)
         send(a);
     uint64_t t1 = now_ns();
-    EXPECT("one upcall per send", upcalls - u0, ITERS);
+    CHECK_EQ("one upcall per send", upcalls - u0, ITERS);
 
     u0 = upcalls;
     uint64_t t2 = now_ns();
@@ -35,7 +35,7 @@ void guest_main(struct hvm_start_info *si)
         *LAPIC_ICR_LO = 0x40000 | UPCALL_VECTOR; /* self, fixed */
     }
     uint64_t t3 = now_ns();
-    EXPECT("one interrupt per self-IPI", upcalls - u0, ITERS);
+    CHECK_EQ("one interrupt per self-IPI", upcalls - u0, ITERS);
 
     uint64_t t4 = now_ns();
     for (int i = 0; i < ITERS; i++)

@@ -24,24 +24,24 @@ void guest_main(struct hvm_start_info *si)
     /* Pin 20 -> vector 0xf3 on APIC 0, level, active high, unmasked. */
     ioapic_write(0x11 + 2 * CALLBACK_GSI, 0);
     ioapic_write(0x10 + 2 * CALLBACK_GSI, UPCALL_VECTOR | (1u << 15));
-    EXPECT("callback GSI", hvm_set_param(HVM_PARAM_CALLBACK_IRQ, CALLBACK_GSI), 0);
+    CHECK_EQ("callback GSI", hvm_set_param(HVM_PARAM_CALLBACK_IRQ, CALLBACK_GSI), 0);
     cli();
     int a = alloc_unbound(DOMID_SELF);
     struct evtchn_bind_interdomain bi = {.remote_dom = DOMID_SELF, .remote_port = a};
-    EXPECT("bind", evtchn_op(EVTCHNOP_bind_interdomain, &bi), 0);
+    CHECK_EQ("bind", evtchn_op(EVTCHNOP_bind_interdomain, &bi), 0);
     sti();
     for (int i = 0; i < 20 && upcalls < 1; i++)
         exit_once();
-    EXPECT("upcall for the bind", upcalls, 1);
+    CHECK_EQ("upcall for the bind", upcalls, 1);
     for (int n = 2; n <= 4; n++) {
-        EXPECT("send", send(a), 0);
+        CHECK_EQ("send", send(a), 0);
         for (int i = 0; i < 20 && upcalls < (unsigned long)n; i++)
             exit_once();
         /* A few more exits: a line left asserted would fire again. */
         for (int i = 0; i < 5; i++)
             exit_once();
-        EXPECT("one upcall per event", upcalls, n);
+        CHECK_EQ("one upcall per event", upcalls, n);
     }
-    EXPECT("b seen", seen[bi.local_port], 4);
+    CHECK_EQ("b seen", seen[bi.local_port], 4);
     printf("gsicb: upcalls %lu\n", upcalls);
 }

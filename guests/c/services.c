@@ -53,27 +53,27 @@ static long current_reservation(void)
 static void grants(uint16_t domid)
 {
     struct gnttab_query_size q = {.dom = DOMID_SELF};
-    EXPECT("query_size", gnttab_op(GNTTABOP_query_size, &q, 1), 0);
-    EXPECT("initial frames", q.nr_frames, 1);
+    CHECK_EQ("query_size", gnttab_op(GNTTABOP_query_size, &q, 1), 0);
+    CHECK_EQ("initial frames", q.nr_frames, 1);
     uint32_t max = q.max_nr_frames;
     /* Map frame 3: the table grows to 4 frames on demand. */
     struct xen_add_to_physmap x = {.domid = DOMID_SELF, .space = XENMAPSPACE_grant_table,
                                    .idx = 3, .gpfn = GT_GFN + 3};
-    EXPECT("map grant frame 3", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x), 0);
+    CHECK_EQ("map grant frame 3", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x), 0);
     x.idx = max;
     x.gpfn = GT_GFN + 9;
-    EXPECT("map grant frame max", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x),
+    CHECK_EQ("map grant frame max", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x),
            -XEN_EINVAL);
-    EXPECT("query_size again", gnttab_op(GNTTABOP_query_size, &q, 1), 0);
-    EXPECT("frames after growing", q.nr_frames, 4);
+    CHECK_EQ("query_size again", gnttab_op(GNTTABOP_query_size, &q, 1), 0);
+    CHECK_EQ("frames after growing", q.nr_frames, 4);
     x.idx = 0;
     x.gpfn = GT_GFN;
-    EXPECT("map grant frame 0", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x), 0);
+    CHECK_EQ("map grant frame 0", hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &x), 0);
     uint64_t frames[2];
     struct gnttab_setup_table st = {.dom = DOMID_SELF, .nr_frames = max + 1,
                                     .frame_list = (unsigned long)frames};
-    EXPECT("setup_table rc", gnttab_op(GNTTABOP_setup_table, &st, 1), 0);
-    EXPECT("setup_table past max", st.status, GNTST_general_error);
+    CHECK_EQ("setup_table rc", gnttab_op(GNTTABOP_setup_table, &st, 1), 0);
+    CHECK_EQ("setup_table past max", st.status, GNTST_general_error);
 
     /* Grant page_a to ourselves and copy through the grant into page_b. */
     struct grant_entry_v1 *gt = phys(GT_GFN << 12);
@@ -89,12 +89,12 @@ static void grants(uint16_t domid)
         {.source = {.u = b_gfn, .domid = 0}, .dest = {.u = b_gfn, .domid = DOMID_SELF},
          .len = 8, .flags = 0, .status = 99},
     };
-    EXPECT("copy rc", gnttab_op(GNTTABOP_copy, c, 3), 0);
-    EXPECT("copy via grant", c[0].status, GNTST_okay);
+    CHECK_EQ("copy rc", gnttab_op(GNTTABOP_copy, c, 3), 0);
+    CHECK_EQ("copy via grant", c[0].status, GNTST_okay);
     check(memcmp(page_b, "through a grant", 16) == 0, "page_b holds \"%s\"", (char *)page_b);
-    EXPECT("copy past the page", c[1].status, GNTST_bad_copy_arg);
-    EXPECT("copy by foreign frame", c[2].status, GNTST_permission_denied_);
-    EXPECT("grant flags back to permit", gt[10].flags, GTF_permit_access);
+    CHECK_EQ("copy past the page", c[1].status, GNTST_bad_copy_arg);
+    CHECK_EQ("copy by foreign frame", c[2].status, GNTST_permission_denied_);
+    CHECK_EQ("grant flags back to permit", gt[10].flags, GTF_permit_access);
     printf("services: nr_frames %u\n", q.nr_frames);
 }
 
@@ -106,17 +106,17 @@ static void balloon_page(void)
     uint64_t gfn = (uintptr_t)balloon >> 12;
     struct xen_memory_reservation r = {.extent_start = (uintptr_t)&gfn, .nr_extents = 1,
                                        .domid = DOMID_SELF};
-    EXPECT("decrease_reservation", hypercall2(__HYPERVISOR_memory_op,
+    CHECK_EQ("decrease_reservation", hypercall2(__HYPERVISOR_memory_op,
                                               XENMEM_decrease_reservation, &r), 1);
-    EXPECT("one page less", current_reservation(), before - 1);
-    EXPECT("populate_physmap", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 1);
-    EXPECT("page back", current_reservation(), before);
-    EXPECT("fresh page is zero", balloon[0], 0);
+    CHECK_EQ("one page less", current_reservation(), before - 1);
+    CHECK_EQ("populate_physmap", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 1);
+    CHECK_EQ("page back", current_reservation(), before);
+    CHECK_EQ("fresh page is zero", balloon[0], 0);
     r.extent_order = 10;
-    EXPECT("order 10", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 0);
+    CHECK_EQ("order 10", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 0);
     r.extent_order = 0;
     r.domid = 0;
-    EXPECT("foreign domain", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 0);
+    CHECK_EQ("foreign domain", hypercall2(__HYPERVISOR_memory_op, XENMEM_populate_physmap, &r), 0);
 }
 
 void guest_main(struct hvm_start_info *si)
@@ -129,12 +129,12 @@ void guest_main(struct hvm_start_info *si)
     grants((uint16_t)c);
     balloon_page();
     uint8_t map[40] = {0};
-    EXPECT("physdev map_pirq on PVH", hypercall2(__HYPERVISOR_physdev_op, PHYSDEVOP_map_pirq, map),
+    CHECK_EQ("physdev map_pirq on PVH", hypercall2(__HYPERVISOR_physdev_op, PHYSDEVOP_map_pirq, map),
            -XEN_ENOSYS);
     uint64_t dying[2] = {DOMID_SELF, 0x1000};
-    EXPECT("pagetable_dying (HAP)", hypercall2(__HYPERVISOR_hvm_op, HVMOP_pagetable_dying, dying),
+    CHECK_EQ("pagetable_dying (HAP)", hypercall2(__HYPERVISOR_hvm_op, HVMOP_pagetable_dying, dying),
            -XEN_EINVAL);
-    EXPECT("flush_tlbs", hypercall2(__HYPERVISOR_hvm_op, HVMOP_flush_tlbs, 0), 0);
-    EXPECT("flush_tlbs with arg", hypercall2(__HYPERVISOR_hvm_op, HVMOP_flush_tlbs, 1),
+    CHECK_EQ("flush_tlbs", hypercall2(__HYPERVISOR_hvm_op, HVMOP_flush_tlbs, 0), 0);
+    CHECK_EQ("flush_tlbs with arg", hypercall2(__HYPERVISOR_hvm_op, HVMOP_flush_tlbs, 1),
            -XEN_EINVAL);
 }

@@ -36,20 +36,20 @@ void guest_main(struct hvm_start_info *si)
 {
     (void)si;
     core_setup();
-    EXPECT("callback vector", hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
+    CHECK_EQ("callback vector", hvm_set_param(HVM_PARAM_CALLBACK_IRQ,
                                               HVM_CALLBACK_VECTOR(UPCALL_VECTOR)), 0);
     struct evtchn_bind_ipi ipi = {.vcpu = 0};
-    EXPECT("bind ipi vCPU 0", evtchn_op(EVTCHNOP_bind_ipi, &ipi), 0);
+    CHECK_EQ("bind ipi vCPU 0", evtchn_op(EVTCHNOP_bind_ipi, &ipi), 0);
     bsp_ipi_port = ipi.port;
     ipi = (struct evtchn_bind_ipi){.vcpu = 1};
-    EXPECT("bind ipi vCPU 1", evtchn_op(EVTCHNOP_bind_ipi, &ipi), 0);
+    CHECK_EQ("bind ipi vCPU 1", evtchn_op(EVTCHNOP_bind_ipi, &ipi), 0);
     ap_ipi_port = ipi.port;
     /* vCPU 1's events must not reach vCPU 0's handler: mask them there. */
     __atomic_fetch_or(&shinfo->evtchn_mask[0], 1ULL << ap_ipi_port, __ATOMIC_SEQ_CST);
 
-    EXPECT("vCPU 1 down", vcpu_op(VCPUOP_is_up, 1, 0), 0);
-    EXPECT("up before initialise", vcpu_op(VCPUOP_up, 1, 0), -XEN_EINVAL);
-    EXPECT("is_up vCPU 5", vcpu_op(VCPUOP_is_up, 5, 0), -XEN_ENOENT);
+    CHECK_EQ("vCPU 1 down", vcpu_op(VCPUOP_is_up, 1, 0), 0);
+    CHECK_EQ("up before initialise", vcpu_op(VCPUOP_up, 1, 0), -XEN_EINVAL);
+    CHECK_EQ("is_up vCPU 5", vcpu_op(VCPUOP_is_up, 5, 0), -XEN_ENOENT);
 
     uint64_t cr0, cr3, cr4, efer_lo, efer_hi;
     __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
@@ -67,27 +67,27 @@ void guest_main(struct hvm_start_info *si)
         .efer = efer_lo | (efer_hi << 32)};
     struct vcpu_hvm_context bad = ctx;
     bad.mode = 9;
-    EXPECT("initialise bad mode", vcpu_op(VCPUOP_initialise, 1, &bad), -XEN_EINVAL);
-    EXPECT("initialise", vcpu_op(VCPUOP_initialise, 1, &ctx), 0);
-    EXPECT("initialise twice", vcpu_op(VCPUOP_initialise, 1, &ctx), -XEN_EEXIST);
+    CHECK_EQ("initialise bad mode", vcpu_op(VCPUOP_initialise, 1, &bad), -XEN_EINVAL);
+    CHECK_EQ("initialise", vcpu_op(VCPUOP_initialise, 1, &ctx), 0);
+    CHECK_EQ("initialise twice", vcpu_op(VCPUOP_initialise, 1, &ctx), -XEN_EEXIST);
     sti();
-    EXPECT("up", vcpu_op(VCPUOP_up, 1, 0), 0);
-    EXPECT("vCPU 1 up", vcpu_op(VCPUOP_is_up, 1, 0), 1);
+    CHECK_EQ("up", vcpu_op(VCPUOP_up, 1, 0), 0);
+    CHECK_EQ("vCPU 1 up", vcpu_op(VCPUOP_is_up, 1, 0), 1);
 
     /* The AP's first IPI. */
     for (int i = 0; i < 1000 && !seen[bsp_ipi_port]; i++)
         hypercall2(__HYPERVISOR_sched_op, SCHEDOP_block, 0);
-    EXPECT("IPI from vCPU 1", seen[bsp_ipi_port], 1);
-    EXPECT("AP ran", ap_stage, 1);
+    CHECK_EQ("IPI from vCPU 1", seen[bsp_ipi_port], 1);
+    CHECK_EQ("AP ran", ap_stage, 1);
     /* Ours to it. */
-    EXPECT("send IPI to vCPU 1", send(ap_ipi_port), 0);
+    CHECK_EQ("send IPI to vCPU 1", send(ap_ipi_port), 0);
     for (int i = 0; i < 1000 && seen[bsp_ipi_port] < 2; i++)
         hypercall2(__HYPERVISOR_sched_op, SCHEDOP_block, 0);
-    EXPECT("second IPI from vCPU 1", seen[bsp_ipi_port], 2);
-    EXPECT("AP saw our IPI", ap_stage, 2);
+    CHECK_EQ("second IPI from vCPU 1", seen[bsp_ipi_port], 2);
+    CHECK_EQ("AP saw our IPI", ap_stage, 2);
     /* It takes itself down. */
     for (int i = 0; i < 1000 && vcpu_op(VCPUOP_is_up, 1, 0) != 0; i++)
         hypercall0(__HYPERVISOR_sched_op);
-    EXPECT("vCPU 1 down again", vcpu_op(VCPUOP_is_up, 1, 0), 0);
+    CHECK_EQ("vCPU 1 down again", vcpu_op(VCPUOP_is_up, 1, 0), 0);
     printf("smp: ipis %u\n", seen[bsp_ipi_port]);
 }

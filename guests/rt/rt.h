@@ -56,9 +56,12 @@ size_t ring_read(char *buf, size_t len, unsigned long spins);
 
 /* Checks: a failed check prints its message and makes the verdict FAIL. */
 void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Evaluates `got` and `want` once each: they are often hypercalls. */
 #define CHECK_EQ(what, got, want)                                                      \
-    check((long)(got) == (long)(want), "%s: got %ld, want %ld", (what), (long)(got),   \
-          (long)(want))
+    do {                                                                               \
+        long got_ = (long)(got), want_ = (long)(want);                                 \
+        check(got_ == want_, "%s: got %ld, want %ld", (what), got_, want_);           \
+    } while (0)
 extern int rt_failures;
 
 __attribute__((noreturn)) void shutdown(unsigned int reason);

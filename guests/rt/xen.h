@@ -137,7 +137,7 @@ struct xen_hvm_param {
 #define GNTST_okay 0
 #define GNTST_general_error (-1)
 #define GNTST_bad_domain (-2)
-#define GNTST_bad_virt_addr (-7)
+#define GNTST_bad_virt_addr (-5)
 #define GNTST_permission_denied (-8)
 struct gnttab_setup_table {
     uint16_t dom;
