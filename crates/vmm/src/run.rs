@@ -267,6 +267,9 @@ fn run_inner(
     }
 
     let shared = Arc::new(Shared::new(config.max_vcpus));
+    if config.debug_hypercall {
+        let _ = shared.debug_vm.set(vm.clone());
+    }
     let platform = Arc::new(KvmPlatform::new(
         vm.clone(),
         mem.clone(),
@@ -316,7 +319,11 @@ fn run_inner(
     let run_size = kvm
         .get_vcpu_mmap_size()
         .map_err(VmmError::kvm("KVM_GET_VCPU_MMAP_SIZE"))?;
-    let online = if config.apic { config.vcpus } else { 1 };
+    // Every possible vCPU (maxvcpus) gets a KVM vCPU and a thread, as Xen
+    // allocates them all: those beyond `vcpus` are merely offline (disabled
+    // in the MADT, "offline" in XenStore) until the guest brings them up
+    // with INIT/SIPI or VCPUOP_up.
+    let online = if config.apic { config.max_vcpus } else { 1 };
     if online < config.vcpus {
         tracing::warn!(
             "apic=0: only the boot vCPU can run ({} configured)",
