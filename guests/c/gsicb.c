@@ -8,6 +8,8 @@
 #include "core.c"
 
 #define CALLBACK_GSI 20
+/* The bind's event plus sends; a stale re-assert shows up as extras. */
+#define EVENTS 10
 #define IOAPIC_SEL ((volatile uint32_t *)0xfec00000UL)
 #define IOAPIC_WIN ((volatile uint32_t *)0xfec00010UL)
 
@@ -15,6 +17,21 @@ static void ioapic_write(uint32_t reg, uint32_t v)
 {
     *IOAPIC_SEL = reg;
     *IOAPIC_WIN = v;
+}
+
+/* Exits until `n` upcalls arrived (an irqfd's injection can lag by
+ * milliseconds on a busy host), then keeps exiting for QUIET_NS: a line
+ * left asserted, or re-asserted late, would deliver again meanwhile. */
+#define WAIT_NS 200000000ULL
+#define QUIET_NS 30000000ULL
+static void wait_for(unsigned long n)
+{
+    uint64_t t0 = now_ns();
+    while (upcalls < n && now_ns() - t0 < WAIT_NS)
+        exit_once();
+    uint64_t t1 = now_ns();
+    while (now_ns() - t1 < QUIET_NS)
+        exit_once();
 }
 
 void guest_main(struct hvm_start_info *si)
@@ -30,18 +47,13 @@ void guest_main(struct hvm_start_info *si)
     struct evtchn_bind_interdomain bi = {.remote_dom = DOMID_SELF, .remote_port = a};
     CHECK_EQ("bind", evtchn_op(EVTCHNOP_bind_interdomain, &bi), 0);
     sti();
-    for (int i = 0; i < 20 && upcalls < 1; i++)
-        exit_once();
+    wait_for(1);
     CHECK_EQ("upcall for the bind", upcalls, 1);
-    for (int n = 2; n <= 4; n++) {
+    for (int n = 2; n <= EVENTS; n++) {
         CHECK_EQ("send", send(a), 0);
-        for (int i = 0; i < 20 && upcalls < (unsigned long)n; i++)
-            exit_once();
-        /* A few more exits: a line left asserted would fire again. */
-        for (int i = 0; i < 5; i++)
-            exit_once();
+        wait_for(n);
         CHECK_EQ("one upcall per event", upcalls, n);
     }
-    CHECK_EQ("b seen", seen[bi.local_port], 4);
+    CHECK_EQ("b seen", seen[bi.local_port], EVENTS);
     printf("gsicb: upcalls %lu\n", upcalls);
 }

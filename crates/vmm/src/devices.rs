@@ -1,9 +1,9 @@
 //! The domain's PV devices: one xenbus backend per `disk=` entry and per
 //! extra console / `channel=` entry and per `vif=` entry, served by
 //! one thread that follows the frontends through XenStore watches, plus the
-//! glue that gives `xen-backends` the guest's grant table (the grant frames
-//! are overlays the guest placed with `XENMAPSPACE_grant_table`) and its
-//! event channels (`xen_emu::Domain`'s backend API).
+//! glue that gives `xen-backends` the guest's grants and event channels
+//! (`xen_emu::Domain`'s backend API; the domain is the one owner of grant
+//! pins and the `GTF_reading`/`GTF_writing` flags).
 
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
@@ -14,11 +14,8 @@ use xen_backends::blkback::conn::RingEnv;
 use xen_backends::blkback::BlockDevice;
 use xen_backends::console::ConsoleDevice;
 use xen_backends::evtchn::{EventChannels, Notify};
-use xen_backends::grant::GrantTable;
 use xen_backends::netback::NetDevice;
 use xen_backends::xenbus::Watch;
-use xen_emu::guest::Gpa;
-use xen_emu::platform::SpecialPage;
 use xen_emu::Domain;
 
 use crate::memory::DomainMemory;
@@ -36,22 +33,6 @@ pub type VifSpec = xen_backends::netback::NetSpec;
 
 /// Safety-net re-check of the frontends without a watch event.
 const POLL: Duration = Duration::from_millis(250);
-/// v1 entries per grant frame.
-const ENTRIES_PER_FRAME: u32 = 512;
-
-/// The guest's grant table as the backends see it.
-struct DomainGrants {
-    mem: Arc<DomainMemory>,
-}
-
-impl GrantTable for DomainGrants {
-    fn entry_gpa(&self, gref: u32) -> Option<Gpa> {
-        let frame = gref / ENTRIES_PER_FRAME;
-        let gfn = self.mem.overlay_gfn(SpecialPage::GrantFrame(frame))?;
-        Some(gfn * crate::layout::PAGE_SIZE + u64::from(gref % ENTRIES_PER_FRAME) * 8)
-    }
-}
-
 /// The guest's event channels, from the backend domain's side.
 struct DomainEvtchn {
     domain: Arc<Domain>,
@@ -107,8 +88,8 @@ impl Devices {
             let _ = wake_tx.send(Msg::Wake);
         });
         let env = RingEnv {
-            mem: mem.clone(),
-            grants: Arc::new(DomainGrants { mem }),
+            mem,
+            grants: domain.clone(),
             evtchn: Arc::new(DomainEvtchn {
                 domain: domain.clone(),
             }),

@@ -27,6 +27,7 @@ pub mod xenstore_nodes;
 
 mod backends;
 mod callback_gsi;
+mod debug_hook;
 mod devices;
 mod platform;
 mod run;
@@ -105,6 +106,11 @@ pub struct VmConfig {
     pub consoles: Vec<ConsoleSpec>,
     /// PV network interfaces (`vif=`), each on a host TAP device.
     pub vifs: Vec<VifSpec>,
+    /// Benchmarks only, never set from xl.cfg: enables an xkvm-private
+    /// hypercall (number 127) that signals an MSI and reads back host-side
+    /// times (see `docs/core-services.md`). Off, a guest calling 127 gets
+    /// Xen's `-ENOSYS`.
+    pub debug_hypercall: bool,
 }
 
 impl VmConfig {
@@ -133,6 +139,7 @@ impl VmConfig {
             disks: Vec::new(),
             consoles: Vec::new(),
             vifs: Vec::new(),
+            debug_hypercall: false,
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub threads: Mutex<Vec<Option<libc::pthread_t>>>,
     /// `VCPUOP_up`/`VCPUOP_down` requests, per vCPU.
     pub vcpu_ctl: Vec<crate::smp::VcpuCtl>,
+    /// Set only with `VmConfig::debug_hypercall`: the VM the benchmark's
+    /// private hypercall signals MSIs on (crate::debug_hook).
+    pub debug_vm: std::sync::OnceLock<Arc<VmFd>>,
 }
 
 impl Shared {
@@ -42,6 +45,7 @@ impl Shared {
             pending_msrs: (0..vcpus).map(|_| Mutex::new(Vec::new())).collect(),
             threads: Mutex::new(vec![None; vcpus as usize]),
             vcpu_ctl: (0..vcpus).map(|_| Default::default()).collect(),
+            debug_vm: std::sync::OnceLock::new(),
         }
     }
 

@@ -63,6 +63,8 @@ pub(crate) struct VcpuStats {
     pub hypercalls: u64,
     pub hypercall_service_ns: u64,
     pub exits: u64,
+    /// Per-hypercall host times, kept only with `VmConfig::debug_hypercall`.
+    pub host_times: crate::debug_hook::HostTimes,
 }
 
 /// The flat 32-bit segments of the PVH entry state.
@@ -343,6 +345,7 @@ impl Vcpu {
             if first_entry.is_none() {
                 *first_entry = Some(started.elapsed());
             }
+            self.stats.host_times.entering();
             let ran = self.fd.run().map(|_| ());
             if let Some(control) = &self.control {
                 control.leave_guest();
@@ -589,7 +592,17 @@ impl Vcpu {
             can_halt: self.apic,
             halt: false,
         };
-        let ret = self.domain.hypercall(&mut ctx, nr, args);
+        let ret = match self.shared.debug_vm.get() {
+            Some(vm) => {
+                self.stats.host_times.exit(nr, args[0], t0);
+                if nr == crate::debug_hook::DEBUG_HYPERCALL {
+                    self.stats.host_times.hypercall(vm, args)
+                } else {
+                    self.domain.hypercall(&mut ctx, nr, args)
+                }
+            }
+            None => self.domain.hypercall(&mut ctx, nr, args),
+        };
         let halt = ctx.halt;
         if self.sync_regs {
             let s = self.fd.sync_regs_mut();

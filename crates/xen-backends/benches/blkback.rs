@@ -4,9 +4,16 @@
 //! with persistent grants and a 4-page ring as Linux's blkfront uses them.
 //! Workloads: 1 MiB sequential reads and writes (indirect requests of 256
 //! segments, queue depth 4), 4 KiB random reads and writes at queue depth
-//! 32. The baseline does the same I/O with `pread`/`pwrite` from as many
-//! threads as the backend has workers (4; sequential ones on interleaved
-//! stripes). Run: `cargo bench -p xen-backends`.
+//! 32. Two baselines on the same file with the same (warm) page cache:
+//! - "fio-like": what `fio --ioengine=io_uring --iodepth=<QD> --numjobs=1`
+//!   does, one thread keeping the same number of requests in flight as the
+//!   harness (4 × 1 MiB sequential, 32 × 4 KiB random) through io_uring;
+//! - "psync ×4": `pread`/`pwrite` from as many threads as the backend has
+//!   workers (4; sequential ones on interleaved stripes), as
+//!   `fio --ioengine=psync --numjobs=4` would.
+//!
+//! Run: `cargo bench -p xen-backends --bench blkback`
+//! (`BLKBENCH_ONLY`, `BLKBENCH_REPS`, `BLKBENCH_SECS` narrow it down).
 //! Results are printed, never asserted; see docs/backends.md.
 
 #![allow(clippy::unwrap_used)]
@@ -21,10 +28,23 @@ use xen_backends::testing::BlkHarness;
 use xen_emu::guest::GuestMemory;
 
 const FILE_MIB: u64 = 256;
-const RUN: Duration = Duration::from_secs(2);
+/// Length of one run (`BLKBENCH_SECS` overrides).
+fn run_len() -> Duration {
+    Duration::from_secs_f64(env_num("BLKBENCH_SECS", 2.0))
+}
 /// Alternating repetitions; the median of each side is reported (the
-/// development machines are shared, single runs are noisy).
-const REPS: usize = 5;
+/// development machines are shared, single runs are noisy;
+/// `BLKBENCH_REPS` overrides).
+fn reps() -> usize {
+    env_num("BLKBENCH_REPS", 5.0) as usize
+}
+
+fn env_num(key: &str, default: f64) -> f64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 const WORKERS: usize = 4;
 
 fn rng(state: &mut u64) -> u64 {
@@ -37,6 +57,7 @@ fn rng(state: &mut u64) -> u64 {
 struct Result_ {
     name: &'static str,
     backend: f64,
+    fio: f64,
     direct: f64,
 }
 
@@ -106,7 +127,7 @@ fn backend_run(path: &Path, op: u8, big: bool) -> f64 {
     }
     let start = Instant::now();
     let mut done = 0u64;
-    while start.elapsed() < RUN {
+    while start.elapsed() < run_len() {
         let seen = h.guest.evtchn.notifications();
         let rs = h.ring.take_responses();
         if rs.is_empty() {
@@ -128,14 +149,13 @@ fn backend_run(path: &Path, op: u8, big: bool) -> f64 {
     done as f64 * req_sectors as f64 * 512.0 / secs
 }
 
-fn direct_run(path: &Path, write: bool, big: bool) -> f64 {
+fn psync_run(path: &Path, write: bool, big: bool, threads: usize) -> f64 {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .unwrap();
     let len: usize = if big { 1 << 20 } else { 4096 };
-    let threads = WORKERS;
     let total: u64 = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|t| {
@@ -146,7 +166,7 @@ fn direct_run(path: &Path, write: bool, big: bool) -> f64 {
                     let mut off = t as u64 * len as u64;
                     let mut n = 0u64;
                     let start = Instant::now();
-                    while start.elapsed() < RUN {
+                    while start.elapsed() < run_len() {
                         let pos = if big {
                             let p = off;
                             off = (off + (threads * len) as u64) % (FILE_MIB << 20);
@@ -167,7 +187,75 @@ fn direct_run(path: &Path, write: bool, big: bool) -> f64 {
             .collect();
         hs.into_iter().map(|h| h.join().unwrap()).sum()
     });
-    total as f64 / RUN.as_secs_f64()
+    total as f64 / run_len().as_secs_f64()
+}
+
+/// One thread, `qd` requests in flight through io_uring, as fio's io_uring
+/// engine with `--iodepth=qd --numjobs=1` (buffered, like the backend).
+/// Falls back to one thread of `pread`/`pwrite` where io_uring is refused.
+fn fio_run(path: &Path, write: bool, big: bool) -> f64 {
+    use io_uring::{opcode, types, IoUring};
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let len: usize = if big { 1 << 20 } else { 4096 };
+    let qd: usize = if big { 4 } else { 32 };
+    let Ok(mut ring) = IoUring::new(64) else {
+        eprintln!("io_uring unavailable: fio-like baseline runs pread from one thread");
+        return psync_run(path, write, big, 1);
+    };
+    let fd = types::Fd(file.as_raw_fd());
+    let mut bufs: Vec<Vec<u8>> = (0..qd).map(|_| vec![0x22u8; len]).collect();
+    let mut seed = 0x0bad_cafe_u64;
+    let mut next = 0u64;
+    let mut pos = |seed: &mut u64| -> u64 {
+        if big {
+            let p = next;
+            next = (next + len as u64) % (FILE_MIB << 20);
+            p
+        } else {
+            (rng(seed) % ((FILE_MIB << 20) / 4096)) * 4096
+        }
+    };
+    let mut submit = |ring: &mut IoUring, slot: usize, at: u64| {
+        let ptr = bufs[slot].as_mut_ptr();
+        let e = if write {
+            opcode::Write::new(fd, ptr, len as u32).offset(at).build()
+        } else {
+            opcode::Read::new(fd, ptr, len as u32).offset(at).build()
+        };
+        // SAFETY: the buffer of `slot` lives until the end of this
+        // function and is not reused before its completion was reaped.
+        unsafe { ring.submission().push(&e.user_data(slot as u64)) }.unwrap();
+    };
+    for slot in 0..qd {
+        let at = pos(&mut seed);
+        submit(&mut ring, slot, at);
+    }
+    let start = Instant::now();
+    let mut n = 0u64;
+    let mut outstanding = qd;
+    while outstanding > 0 {
+        ring.submit_and_wait(1).unwrap();
+        let done: Vec<(u64, i32)> = ring
+            .completion()
+            .map(|c| (c.user_data(), c.result()))
+            .collect();
+        for (slot, res) in done {
+            assert_eq!(res, len as i32, "io_uring I/O failed");
+            n += len as u64;
+            if start.elapsed() < run_len() {
+                let at = pos(&mut seed);
+                submit(&mut ring, slot as usize, at);
+            } else {
+                outstanding -= 1;
+            }
+        }
+    }
+    n as f64 / start.elapsed().as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -186,28 +274,40 @@ fn main() {
         ("4 KiB random read, QD32", OP_READ, false),
         ("4 KiB random write, QD32", OP_WRITE, false),
     ] {
+        // `BLKBENCH_ONLY=random` runs only workloads whose name has it.
+        if let Ok(only) = std::env::var("BLKBENCH_ONLY") {
+            if !name.contains(only.as_str()) {
+                continue;
+            }
+        }
         let mut d = Vec::new();
+        let mut f = Vec::new();
         let mut b = Vec::new();
-        for _ in 0..REPS {
-            d.push(direct_run(&path, op == OP_WRITE, big));
+        for _ in 0..reps() {
+            f.push(fio_run(&path, op == OP_WRITE, big));
+            d.push(psync_run(&path, op == OP_WRITE, big, WORKERS));
             b.push(backend_run(&path, op, big));
         }
-        let direct = median(d);
-        let backend = median(b);
         results.push(Result_ {
             name,
-            backend,
-            direct,
+            backend: median(b),
+            fio: median(f),
+            direct: median(d),
         });
     }
-    println!("| workload | backend MiB/s | direct MiB/s | backend/direct |");
-    println!("| --- | ---: | ---: | ---: |");
+    let mib = |x: f64| x / (1 << 20) as f64;
+    println!(
+        "| workload | backend MiB/s | fio-like MiB/s | backend/fio-like | psync ×4 MiB/s | backend/psync ×4 |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
     for r in results {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} % |",
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} % |",
             r.name,
-            r.backend / (1 << 20) as f64,
-            r.direct / (1 << 20) as f64,
+            mib(r.backend),
+            mib(r.fio),
+            100.0 * r.backend / r.fio,
+            mib(r.direct),
             100.0 * r.backend / r.direct
         );
     }

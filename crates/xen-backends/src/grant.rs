@@ -1,79 +1,95 @@
-//! Backend access to pages a frontend granted (grant table v1), with
-//! Xen's `GTF_reading`/`GTF_writing` protocol: before touching a granted
-//! frame the backend checks the entry (`GTF_permit_access`, granted to the
-//! backend's domain, not read-only for a write) and sets the in-use flags
-//! with a compare-and-swap on the flags+domid word, exactly as Xen's
-//! `_set_status_v1`; the frontend cannot revoke an entry while they are set.
-//! Flags are cleared when the last user of an entry is done.
+//! Backend access to pages a frontend granted (grant table v1).
 //!
-//! Persistent grants (`feature-persistent`) stay pinned for the whole
-//! connection and are released by [`GrantSession::release_all`].
+//! The grant state has one owner, `xen-emu`: its [`Domain`] implements
+//! Xen's `GNTTABOP_map_grant_ref` / `unmap_grant_ref` / `copy` for the
+//! backend domain, with the `GTF_reading` / `GTF_writing` protocol
+//! (`_set_status_v1`), one pin count per entry and `GNTST_*` codes. This
+//! module only decides *how long* a backend holds a grant:
+//!
+//! * ring pages are mapped for the connection ([`GrantSession::map_ring`]);
+//! * data pages are copied through the grant (pinned for the copy only);
+//! * persistent grants (`feature-persistent`) keep their mapping handle
+//!   until [`GrantSession::release_all`] (connection teardown).
+//!
+//! Because every pin goes through the domain, a page held here and also by
+//! the guest's own `GNTTABOP_copy` or another backend keeps its in-use
+//! flags until the last holder lets go.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use xen_abi::grant_table::{
-    GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_TYPE_MASK, GTF_WRITING,
-};
 use xen_emu::guest::{Gpa, GuestMemory};
+use xen_emu::{CopyEnd, Domain};
 
-const PAGE: u64 = 4096;
+pub use xen_emu::{GrantError, GrantMapping};
 
-/// Where the frontend's grant entries are: implemented by the VMM (the
-/// grant frames are special pages the guest placed where it liked).
+const PAGE: u64 = xen_abi::PAGE_SIZE as u64;
+
+/// The backend domain's grant operations on one frontend's grants: the
+/// seam between the backends and the hypervisor personality. Implemented
+/// by [`xen_emu::Domain`] (in production and in [`crate::testing`]).
 pub trait GrantTable: Send + Sync {
-    /// Guest-physical address of v1 entry `gref`, if its frame exists.
-    fn entry_gpa(&self, gref: u32) -> Option<Gpa>;
+    /// `GNTTABOP_map_grant_ref`: pins `gref` until [`Self::unmap`].
+    fn map(&self, gref: u32, writable: bool) -> Result<GrantMapping, GrantError>;
+    /// `GNTTABOP_unmap_grant_ref`.
+    fn unmap(&self, handle: u32) -> Result<(), GrantError>;
+    /// Reads from a mapped page.
+    fn read(&self, handle: u32, offset: u32, buf: &mut [u8]) -> Result<(), GrantError>;
+    /// Writes to a page mapped writable.
+    fn write(&self, handle: u32, offset: u32, data: &[u8]) -> Result<(), GrantError>;
+    /// `GNTTABOP_copy` from granted page `gref` into `buf`.
+    fn copy_from(&self, gref: u32, offset: u16, buf: &mut [u8]) -> Result<(), GrantError>;
+    /// `GNTTABOP_copy` from `data` into granted page `gref`.
+    fn copy_to(&self, gref: u32, offset: u16, data: &[u8]) -> Result<(), GrantError>;
 }
 
-/// Why a granted page could not be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum GrantError {
-    #[error("grant reference {0} is outside the grant table")]
-    BadRef(u32),
-    #[error("grant reference {0} does not grant access to this backend")]
-    NotGranted(u32),
-    #[error("grant reference {0} is read-only")]
-    ReadOnly(u32),
-    #[error("grant entry {0} keeps changing under the backend")]
-    Unstable(u32),
-    #[error("grant reference {0} names a frame outside guest memory")]
-    BadFrame(u32),
-    #[error("access past the end of granted page {0}")]
-    Range(u32),
-}
-
-#[derive(Default)]
-struct Pins {
-    readers: u32,
-    writers: u32,
+impl GrantTable for Domain {
+    fn map(&self, gref: u32, writable: bool) -> Result<GrantMapping, GrantError> {
+        self.grant_map(gref, writable)
+    }
+    fn unmap(&self, handle: u32) -> Result<(), GrantError> {
+        self.grant_unmap(handle)
+    }
+    fn read(&self, handle: u32, offset: u32, buf: &mut [u8]) -> Result<(), GrantError> {
+        self.grant_read(handle, offset, buf)
+    }
+    fn write(&self, handle: u32, offset: u32, data: &[u8]) -> Result<(), GrantError> {
+        self.grant_write(handle, offset, data)
+    }
+    fn copy_from(&self, gref: u32, offset: u16, buf: &mut [u8]) -> Result<(), GrantError> {
+        self.grant_copy_from_guest(CopyEnd::Grant { gref, offset }, buf)
+    }
+    fn copy_to(&self, gref: u32, offset: u16, data: &[u8]) -> Result<(), GrantError> {
+        self.grant_copy_to_guest(CopyEnd::Grant { gref, offset }, data)
+    }
 }
 
 /// The grants one frontend gives one backend connection.
 pub struct GrantSession {
     mem: Arc<dyn GuestMemory>,
     table: Arc<dyn GrantTable>,
-    backend_domid: u16,
     persistent: bool,
-    pins: Mutex<HashMap<u32, Pins>>,
-    /// Persistent grants already pinned: ref → (frame address, writable).
-    cache: Mutex<HashMap<u32, (Gpa, bool)>>,
+    /// Ring pages mapped for the connection: (gref, handle).
+    rings: Mutex<Vec<(u32, u32)>>,
+    /// Persistent grants mapped so far, by reference.
+    cache: Mutex<HashMap<u32, GrantMapping>>,
 }
 
 impl GrantSession {
+    /// A session on `table`'s grants. The backend domain is the one the
+    /// table's domain was configured with (`DomainConfig::backend_domid`);
+    /// `_backend_domid` is kept for callers that name it.
     pub fn new(
         mem: Arc<dyn GuestMemory>,
         table: Arc<dyn GrantTable>,
-        backend_domid: u16,
+        _backend_domid: u16,
         persistent: bool,
     ) -> Self {
         Self {
             mem,
             table,
-            backend_domid,
             persistent,
-            pins: Mutex::new(HashMap::new()),
+            rings: Mutex::new(Vec::new()),
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -82,191 +98,194 @@ impl GrantSession {
         &self.mem
     }
 
-    /// Pins `gref` (reading, and writing when `write`) and returns the
-    /// granted frame's address.
-    fn pin(&self, gref: u32, write: bool) -> Result<Gpa, GrantError> {
-        let entry = self.table.entry_gpa(gref).ok_or(GrantError::BadRef(gref))?;
-        let word = self
-            .mem
-            .atomic_u32(entry)
-            .map_err(|_| GrantError::BadRef(gref))?;
-        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
-        let p = pins.entry(gref).or_default();
-        let need_flag = (p.readers == 0) || (write && p.writers == 0);
-        if need_flag {
-            let mut cur = word.load(Ordering::Acquire);
-            let mut tries = 0;
-            loop {
-                let flags = cur as u16;
-                let domid = (cur >> 16) as u16;
-                if flags & GTF_TYPE_MASK != GTF_PERMIT_ACCESS || domid != self.backend_domid {
-                    return Err(GrantError::NotGranted(gref));
-                }
-                if write && flags & GTF_READONLY != 0 {
-                    return Err(GrantError::ReadOnly(gref));
-                }
-                let mut nf = flags | GTF_READING;
-                if write {
-                    nf |= GTF_WRITING;
-                }
-                let new = (cur & 0xffff_0000) | u32::from(nf);
-                match word.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break,
-                    Err(now) => {
-                        tries += 1;
-                        if tries == 4 {
-                            return Err(GrantError::Unstable(gref));
-                        }
-                        cur = now;
-                    }
-                }
-            }
+    /// The persistent mapping of `gref`, made on first use: writable when
+    /// the entry allows it, so one mapping serves both directions.
+    fn persistent_map(&self, gref: u32) -> Result<GrantMapping, GrantError> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = cache.get(&gref) {
+            return Ok(*m);
         }
-        p.readers += 1;
-        if write {
-            p.writers += 1;
-        }
-        // The frame is read after the flags are set: from then on the
-        // frontend may not change it (Xen reads it after the cmpxchg too).
-        let frame = self
-            .mem
-            .atomic_u32(entry + 4)
-            .map_err(|_| GrantError::BadRef(gref))?
-            .load(Ordering::Acquire);
-        Ok(u64::from(frame) * PAGE)
-    }
-
-    fn unpin(&self, gref: u32, write: bool) {
-        let Some(entry) = self.table.entry_gpa(gref) else {
-            return;
+        let m = match self.table.map(gref, true) {
+            Ok(m) => m,
+            Err(_) => self.table.map(gref, false)?,
         };
-        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(p) = pins.get_mut(&gref) else {
-            return;
-        };
-        p.readers = p.readers.saturating_sub(1);
-        if write {
-            p.writers = p.writers.saturating_sub(1);
-        }
-        let mut clear = 0u16;
-        if write && p.writers == 0 {
-            clear |= GTF_WRITING;
-        }
-        if p.readers == 0 {
-            clear |= GTF_READING | GTF_WRITING;
-            pins.remove(&gref);
-        }
-        if clear != 0 {
-            if let Ok(f) = self.mem.atomic_u16(entry) {
-                f.fetch_and(!clear, Ordering::AcqRel);
-            }
-        }
-    }
-
-    /// Runs `f` on the frame of `gref` pinned for `write`: pin, use, unpin;
-    /// or, for a persistent session, pin once and keep it.
-    fn with_frame<T>(
-        &self,
-        gref: u32,
-        write: bool,
-        f: impl FnOnce(Gpa) -> Result<T, GrantError>,
-    ) -> Result<T, GrantError> {
-        if self.persistent {
-            let hit = self
-                .cache
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&gref)
-                .copied();
-            let frame = match hit {
-                Some((frame, w)) if w || !write => frame,
-                _ => {
-                    // Pin writable if the entry allows it, so one pin
-                    // serves both directions.
-                    let (frame, w) = match self.pin(gref, true) {
-                        Ok(fr) => (fr, true),
-                        Err(GrantError::ReadOnly(_)) if !write => (self.pin(gref, false)?, false),
-                        Err(e) => return Err(e),
-                    };
-                    let old = self
-                        .cache
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(gref, (frame, w));
-                    if let Some((_, ow)) = old {
-                        self.unpin(gref, ow);
-                    }
-                    frame
-                }
-            };
-            return f(frame);
-        }
-        let frame = self.pin(gref, write)?;
-        let r = f(frame);
-        self.unpin(gref, write);
-        r
+        cache.insert(gref, m);
+        Ok(m)
     }
 
     /// Copies `buf.len()` bytes from offset `off` of granted page `gref`.
     pub fn read(&self, gref: u32, off: u64, buf: &mut [u8]) -> Result<(), GrantError> {
-        if off + buf.len() as u64 > PAGE {
-            return Err(GrantError::Range(gref));
+        let off = in_page(off, buf.len())?;
+        if self.persistent {
+            let m = self.persistent_map(gref)?;
+            return self.table.read(m.handle, u32::from(off), buf);
         }
-        self.with_frame(gref, false, |frame| {
-            self.mem
-                .read(frame + off, buf)
-                .map_err(|_| GrantError::BadFrame(gref))
-        })
+        self.table.copy_from(gref, off, buf)
     }
 
     /// Copies `data` to offset `off` of granted page `gref`.
     pub fn write(&self, gref: u32, off: u64, data: &[u8]) -> Result<(), GrantError> {
-        if off + data.len() as u64 > PAGE {
-            return Err(GrantError::Range(gref));
+        let off = in_page(off, data.len())?;
+        if self.persistent {
+            let m = self.persistent_map(gref)?;
+            return self.table.write(m.handle, u32::from(off), data);
         }
-        self.with_frame(gref, true, |frame| {
-            self.mem
-                .write(frame + off, data)
-                .map_err(|_| GrantError::BadFrame(gref))
-        })
+        self.table.copy_to(gref, off, data)
     }
 
-    /// Maps ring pages for the whole connection (pinned writable, as a
-    /// backend's `xenbus_map_ring_valloc`); returns their addresses.
+    /// Maps ring pages writable for the whole connection (as a backend's
+    /// `xenbus_map_ring_valloc`); returns their addresses.
     pub fn map_ring(&self, grefs: &[u32]) -> Result<Vec<Gpa>, GrantError> {
-        let mut out = Vec::new();
-        for (i, &g) in grefs.iter().enumerate() {
-            match self.pin(g, true) {
-                Ok(f) => out.push(f),
+        let mut maps = Vec::with_capacity(grefs.len());
+        for &g in grefs {
+            match self.table.map(g, true) {
+                Ok(m) => maps.push(m),
                 Err(e) => {
-                    for &done in &grefs[..i] {
-                        self.unpin(done, true);
+                    for m in maps {
+                        let _ = self.table.unmap(m.handle);
                     }
                     return Err(e);
                 }
             }
         }
-        Ok(out)
+        let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        rings.extend(maps.iter().map(|m| (m.gref, m.handle)));
+        Ok(maps.iter().map(|m| m.frame).collect())
     }
 
     /// Unmaps ring pages mapped by [`Self::map_ring`].
     pub fn unmap_ring(&self, grefs: &[u32]) {
+        let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
         for &g in grefs {
-            self.unpin(g, true);
+            if let Some(i) = rings.iter().position(|&(r, _)| r == g) {
+                let (_, handle) = rings.swap_remove(i);
+                let _ = self.table.unmap(handle);
+            }
         }
     }
 
     /// Releases every persistent grant (connection teardown).
     pub fn release_all(&self) {
-        let cached: Vec<(u32, bool)> = self
+        let cached: Vec<GrantMapping> = self
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .drain()
-            .map(|(g, (_, w))| (g, w))
+            .map(|(_, m)| m)
             .collect();
-        for (g, w) in cached {
-            self.unpin(g, w);
+        for m in cached {
+            let _ = self.table.unmap(m.handle);
         }
+    }
+}
+
+impl Drop for GrantSession {
+    /// A session never leaves pins behind, even on an error path that
+    /// skipped its teardown.
+    fn drop(&mut self) {
+        self.release_all();
+        let rings = std::mem::take(self.rings.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for (_, handle) in rings {
+            let _ = self.table.unmap(handle);
+        }
+    }
+}
+
+/// `off + len` must stay inside the page (`GNTST_bad_copy_arg`); returns
+/// the offset as a copy takes it.
+fn in_page(off: u64, len: usize) -> Result<u16, GrantError> {
+    let bad = || GrantError::BadCopyArg {
+        offset: u32::try_from(off).unwrap_or(u32::MAX),
+        len: u32::try_from(len).unwrap_or(u32::MAX),
+    };
+    let end = off.checked_add(len as u64).ok_or_else(bad)?;
+    if end > PAGE {
+        return Err(bad());
+    }
+    u16::try_from(off).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::TestGuest;
+    use xen_abi::grant_table::{
+        GNTST_BAD_COPY_ARG, GNTST_BAD_GNTREF, GNTST_GENERAL_ERROR, GNTST_PERMISSION_DENIED,
+        GTF_READING, GTF_WRITING,
+    };
+
+    const DATA: u64 = TestGuest::FIRST_FREE_PAGE + 1;
+
+    fn session(g: &TestGuest, persistent: bool) -> GrantSession {
+        GrantSession::new(g.mem.clone(), g.grants.clone(), 0, persistent)
+    }
+
+    #[test]
+    fn persistent_grant_and_a_second_mapping_keep_reading_until_both_are_released() {
+        let g = TestGuest::new(1 << 20);
+        g.grant(20, 0, DATA, false);
+        let s = session(&g, true);
+        s.write(20, 8, b"abc").expect("persistent write");
+        let other = g.grants.grant_map(20, false).expect("second mapping");
+
+        s.release_all();
+        assert_eq!(
+            g.grant_flags(20) & (GTF_READING | GTF_WRITING),
+            GTF_READING,
+            "the other mapping still holds the page"
+        );
+        g.grants.grant_unmap(other.handle).expect("unmap");
+        assert_eq!(g.grant_flags(20) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn ring_unmap_leaves_flags_of_a_page_the_domain_still_holds() {
+        let g = TestGuest::new(1 << 20);
+        g.grant(21, 0, DATA, false);
+        let other = g.grants.grant_map(21, true).expect("first mapping");
+        let s = session(&g, false);
+        assert_eq!(s.map_ring(&[21]).expect("ring"), vec![DATA * 4096]);
+
+        s.unmap_ring(&[21]);
+        assert_eq!(
+            g.grant_flags(21) & (GTF_READING | GTF_WRITING),
+            GTF_READING | GTF_WRITING
+        );
+        g.grants.grant_unmap(other.handle).expect("unmap");
+        assert_eq!(g.grant_flags(21) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn copies_pin_only_for_the_copy_and_carry_xens_status() {
+        let g = TestGuest::new(1 << 20);
+        g.grant(22, 0, DATA, false);
+        g.grant(23, 0, DATA + 1, true);
+        let s = session(&g, false);
+        s.write(22, 100, b"xyz").expect("write");
+        let mut back = [0u8; 3];
+        s.read(22, 100, &mut back).expect("read");
+        assert_eq!(&back, b"xyz");
+        assert_eq!(g.grant_flags(22) & (GTF_READING | GTF_WRITING), 0);
+
+        let status = |r: Result<(), GrantError>| r.map_err(|e| e.status());
+        assert_eq!(status(s.write(23, 0, b"x")), Err(GNTST_GENERAL_ERROR));
+        assert_eq!(status(s.read(24, 0, &mut back)), Err(GNTST_GENERAL_ERROR));
+        assert_eq!(status(s.read(1 << 20, 0, &mut back)), Err(GNTST_BAD_GNTREF));
+        assert_eq!(status(s.read(22, 4094, &mut back)), Err(GNTST_BAD_COPY_ARG));
+        assert_eq!(g.grant_flags(23) & (GTF_READING | GTF_WRITING), 0);
+    }
+
+    #[test]
+    fn persistent_read_only_grant_is_read_but_not_written() {
+        let g = TestGuest::new(1 << 20);
+        g.grant(25, 0, DATA, true);
+        let s = session(&g, true);
+        let mut b = [0u8; 4];
+        s.read(25, 0, &mut b).expect("read");
+        assert_eq!(g.grant_flags(25) & (GTF_READING | GTF_WRITING), GTF_READING);
+        let e = s.write(25, 0, b"x").expect_err("read-only");
+        assert_eq!(e.status(), GNTST_PERMISSION_DENIED);
+        drop(s);
+        assert_eq!(g.grant_flags(25) & (GTF_READING | GTF_WRITING), 0);
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! * [`xenbus`]: device directories, permissions, the XenbusState handshake
 //!   values and watches.
-//! * [`grant`]: copying through granted pages with the `GTF_reading` /
-//!   `GTF_writing` protocol ([`grant::GrantTable`] locates entries).
+//! * [`grant`]: how long a connection holds granted pages (rings, copies,
+//!   persistent grants); the pins and the `GTF_reading` / `GTF_writing`
+//!   protocol are `xen_emu::Domain`'s ([`grant::GrantTable`]).
 //! * [`evtchn`]: the backend's ports ([`evtchn::EventChannels`]).
 //! * [`sring`]: shared rings (`io/ring.h`), multi-page.
 //! * [`blkif`] + [`blkback`]: the block backend.
@@ -13,8 +14,8 @@
 //! * [`platform_pci`]: the Xen platform PCI device and unplug ports (HVM).
 //! * [`testing`]: an in-process frontend environment for tests and benches.
 //!
-//! The VMM implements [`grant::GrantTable`] and [`evtchn::EventChannels`]
-//! over `xen-emu`; nothing here knows about KVM.
+//! `xen_emu::Domain` implements [`grant::GrantTable`]; the VMM implements
+//! [`evtchn::EventChannels`] over `xen-emu`; nothing here knows about KVM.
 
 pub mod blkback;
 pub mod blkif;

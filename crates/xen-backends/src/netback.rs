@@ -6,12 +6,31 @@
 //! `NETIF_RSP_NULL`; frames sent with `NETTXF_csum_blank` get their TCP/UDP
 //! checksum filled in before they reach the TAP.
 //!
-//! `rate=` is applied to what the guest sends (netback's credit).
+//! RX frames larger than a page span several posted buffers
+//! (`NETRXF_more_data`) when the frontend offers `feature-sg`.
 //!
-//! Not done: GSO, multiple queues, running `script=`.
+//! `rate=` is applied to what the guest sends (netback's credit).
+//! `script=` runs as libxl runs vif scripts, or the TAP is attached to
+//! `bridge=` directly ([`hotplug`]).
+//!
+//! The TAP carries a `virtio_net_hdr` per frame ([`offload`]): GSO frames
+//! the guest sends (`feature-gso-tcpv4`/`-tcpv6` in the backend) go to the
+//! kernel as GSO, and the kernel hands us GSO frames and partial checksums
+//! when the frontend says it takes them (`TUNSETOFFLOAD`).
+//!
+//! Multiple queues (`multi-queue-num-queues`, keys under `queue-N/`): each
+//! queue has its own rings, ports, threads and TAP queue
+//! (`IFF_MULTI_QUEUE`).
+//!
+//! Here: the device, its xenbus handshake and the TAP; the data paths are
+//! `tx` (guest → TAP) and `rx` (TAP → guest).
+
+pub mod hotplug;
+pub mod offload;
+mod rx;
+mod tx;
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,9 +42,10 @@ use xenstore::Engine;
 use crate::blkback::conn::RingEnv;
 use crate::evtchn::Notify;
 use crate::grant::GrantSession;
-use crate::netif::{self, TxRequest};
+use crate::netif;
 use crate::sring::BackRing;
 use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
+use hotplug::{Action, NetHotplug, Plan};
 
 /// One `vif=` entry as the backend needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +57,8 @@ pub struct NetSpec {
     pub ifname: Option<String>,
     /// `mtu=` (default 1500).
     pub mtu: u32,
-    /// `bridge=`, recorded in XenStore (the VMM does not run `script=`).
+    /// `bridge=`: written to XenStore for the script, or the TAP is
+    /// attached to it directly when no script runs ([`hotplug`]).
     pub bridge: Option<String>,
     /// `rate=` as libxl stores it: `(bytes per interval, interval in µs)`;
     /// limits what the guest sends, as netback's credit scheduler.
@@ -83,6 +104,15 @@ impl Credit {
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const IFF_TAP: i16 = 0x0002;
 const IFF_NO_PI: i16 = 0x1000;
+const IFF_VNET_HDR: i16 = 0x4000;
+const IFF_MULTI_QUEUE: i16 = 0x0100;
+const IFF_ATTACH_QUEUE: i16 = 0x0200;
+const IFF_DETACH_QUEUE: i16 = 0x0400;
+const TUNSETQUEUE: libc::c_ulong = 0x4004_54d9;
+/// The most queues a vif offers (`multi-queue-max-queues`): one per host
+/// CPU as netback, at least two (so a multi-queue frontend can always
+/// connect), at most eight.
+const MAX_QUEUES: usize = 8;
 const POLL: Duration = Duration::from_millis(50);
 
 #[repr(C)]
@@ -92,15 +122,63 @@ struct IfReq {
     _pad: [u8; 22],
 }
 
-/// Creates (or attaches to) TAP interface `name`.
+/// Creates (or attaches to) TAP interface `name`: plain frames.
 pub fn open_tap(name: &str) -> std::io::Result<File> {
+    open_tap_flags(name, IFF_TAP | IFF_NO_PI)
+}
+
+/// Creates multi-queue TAP interface `name` with `queues` queues (one
+/// descriptor each) whose frames carry a `virtio_net_hdr`
+/// ([`offload::VnetHdr`]) in front: the backend's own kind. All queues are
+/// opened now, while the name still resolves in our namespace (the TAP
+/// may be moved to another one later); all but the first are detached
+/// until a frontend asks for them. An existing single-queue TAP of that
+/// name is used as it is, with one queue.
+pub fn open_tap_queues(name: &str, queues: usize) -> std::io::Result<Vec<File>> {
+    let flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    let first = match open_tap_flags(name, flags | IFF_MULTI_QUEUE) {
+        Ok(f) => f,
+        // An existing single-queue TAP (made by the user, `vifname=`): use
+        // it with one queue.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            return Ok(vec![open_tap_flags(name, flags)?]);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut taps = vec![first];
+    for _ in 1..queues {
+        taps.push(open_tap_flags(name, flags | IFF_MULTI_QUEUE)?);
+    }
+    for t in &taps[1..] {
+        set_queue(t, IFF_DETACH_QUEUE)?;
+    }
+    Ok(taps)
+}
+
+/// `TUNSETQUEUE`: attaches or detaches one queue's descriptor.
+fn set_queue(tap: &File, flag: i16) -> std::io::Result<()> {
+    let mut req = IfReq {
+        name: [0; 16],
+        flags: flag,
+        _pad: [0; 22],
+    };
+    // SAFETY: TUNSETQUEUE reads one `struct ifreq` (only its flags), which
+    // `req` is laid out as.
+    let r = unsafe { libc::ioctl(tap.as_raw_fd(), TUNSETQUEUE, &mut req as *mut IfReq) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn open_tap_flags(name: &str, flags: i16) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")?;
     let mut req = IfReq {
         name: [0; 16],
-        flags: IFF_TAP | IFF_NO_PI,
+        flags,
         _pad: [0; 22],
     };
     let n = name.len().min(15);
@@ -120,19 +198,25 @@ pub struct NetDevice {
     env: RingEnv,
     spec: NetSpec,
     paths: DevicePaths,
-    tap: Arc<File>,
+    /// One descriptor per TAP queue; queue 0 is always attached.
+    taps: Vec<Arc<File>>,
     ifname: String,
     state: XenbusState,
     conn: Option<NetConn>,
+    /// The script that ran `online`, to run `offline` on destroy.
+    script: Option<(std::path::PathBuf, Vec<(String, String)>)>,
 }
 
 struct NetConn {
     stop: Arc<AtomicBool>,
-    bell: Arc<Bell>,
+    /// One per queue.
+    bells: Vec<Arc<Bell>>,
     threads: Vec<JoinHandle<()>>,
     grants: Arc<GrantSession>,
     ring_refs: Vec<u32>,
     ports: Vec<u32>,
+    /// TAP queues attached (queue 0 always is).
+    attached: usize,
 }
 
 #[derive(Default)]
@@ -160,13 +244,30 @@ impl Bell {
 }
 
 impl NetDevice {
-    /// Creates the TAP device and writes the device into XenStore.
+    /// Creates the TAP device and writes the device into XenStore, with
+    /// xl's default host setup (see [`NetDevice::create_with_hotplug`]).
     pub fn create(
         store: &Engine,
         env: RingEnv,
         frontend_domid: u16,
         spec: NetSpec,
     ) -> Result<Self, String> {
+        Self::create_with_hotplug(store, env, frontend_domid, spec, &NetHotplug::default())
+    }
+
+    /// Creates the TAP device, writes the device into XenStore, and sets up
+    /// the host side as libxl would: runs the vif script `online` (an
+    /// explicit `script=` that does not exist or fails is an error, as in
+    /// libxl), or, when no script runs, attaches the TAP to `bridge=`.
+    pub fn create_with_hotplug(
+        store: &Engine,
+        env: RingEnv,
+        frontend_domid: u16,
+        spec: NetSpec,
+        hp: &NetHotplug,
+    ) -> Result<Self, String> {
+        let plan = hotplug::plan(hp, spec.bridge.as_deref())
+            .map_err(|e| format!("vif {}: {e}", spec.devid))?;
         let paths = DevicePaths::new(
             DeviceKind::Vif,
             frontend_domid,
@@ -177,8 +278,11 @@ impl NetDevice {
             .ifname
             .clone()
             .unwrap_or_else(|| format!("vif{frontend_domid}.{}", spec.devid));
-        let tap =
-            open_tap(&ifname).map_err(|e| format!("vif {}: TAP {ifname}: {e}", spec.devid))?;
+        let queues = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(2, MAX_QUEUES);
+        let taps = open_tap_queues(&ifname, queues)
+            .map_err(|e| format!("vif {}: TAP {ifname}: {e}", spec.devid))?;
         let front = [
             ("handle", spec.devid.to_string()),
             ("mac", spec.mac.clone()),
@@ -193,6 +297,9 @@ impl NetDevice {
             ("feature-rx-copy", "1".to_owned()),
             ("feature-rx-flip", "0".to_owned()),
             ("feature-sg", "1".to_owned()),
+            ("feature-gso-tcpv4", "1".to_owned()),
+            ("feature-gso-tcpv6", "1".to_owned()),
+            ("multi-queue-max-queues", taps.len().to_string()),
             ("hotplug-status", "connected".to_owned()),
         ];
         if let Some(b) = &spec.bridge {
@@ -201,17 +308,37 @@ impl NetDevice {
         if let Some((bytes, usecs)) = spec.rate {
             back.push(("rate", format!("{bytes},{usecs}")));
         }
+        if let Plan::Script(p) = &plan {
+            back.push(("script", p.display().to_string()));
+        }
         xenbus::add_device(store, &paths, &front, &back).map_err(|e| e.to_string())?;
         xenbus::set_backend_state(store, &paths, XenbusState::InitWait);
+        // libxl runs the script once the backend waits in InitWait.
+        let setup = match &plan {
+            Plan::Script(p) => {
+                let env = hotplug::script_env(p, &paths, &ifname, hp);
+                hotplug::run_script(p, Action::Online, &env).map(|()| Some((p.clone(), env)))
+            }
+            Plan::Bridge(b) => hotplug::attach_to_bridge(&ifname, b).map(|()| None),
+            Plan::Nothing => Ok(None),
+        };
+        let script = match setup {
+            Ok(s) => s,
+            Err(e) => {
+                xenbus::remove_device(store, &paths);
+                return Err(format!("vif {}: {e}", spec.devid));
+            }
+        };
         Ok(Self {
             store: store.clone(),
             env,
             spec,
             paths,
-            tap: Arc::new(tap),
+            taps: taps.into_iter().map(Arc::new).collect(),
             ifname,
             state: XenbusState::InitWait,
             conn: None,
+            script,
         })
     }
 
@@ -281,6 +408,21 @@ impl NetDevice {
             .map_err(|_| format!("frontend's {key} is not a number"))
     }
 
+    /// The frontend's queue count (`multi-queue-num-queues`, 1 when
+    /// absent), checked against what we offered.
+    fn num_queues(&self) -> Result<usize, String> {
+        let Some(n) = self.front("multi-queue-num-queues") else {
+            return Ok(1);
+        };
+        match n.parse::<usize>() {
+            Ok(q) if (1..=self.taps.len()).contains(&q) => Ok(q),
+            _ => Err(format!(
+                "frontend asks for {n} queues (multi-queue-max-queues is {})",
+                self.taps.len()
+            )),
+        }
+    }
+
     fn connect(&mut self) -> Result<(), String> {
         self.disconnect();
         if self.front("request-rx-copy").as_deref() != Some("1") {
@@ -288,36 +430,100 @@ impl NetDevice {
                 "frontend does not request rx-copy (page flipping is not supported)".into(),
             );
         }
-        if self
-            .front("multi-queue-num-queues")
-            .is_some_and(|n| n != "1")
-        {
-            return Err("multiple queues are not supported".into());
-        }
-        let tx_ref = self.num("tx-ring-ref")?;
-        let rx_ref = self.num("rx-ring-ref")?;
-        let (tx_port, rx_port) = match self.num("event-channel") {
-            Ok(p) => (p, p),
-            Err(_) => (self.num("event-channel-tx")?, self.num("event-channel-rx")?),
-        };
+        let queues = self.num_queues()?;
         let grants = Arc::new(GrantSession::new(
             self.env.mem.clone(),
             self.env.grants.clone(),
             self.env.backend_domid,
             false,
         ));
+        let yes = |k: &str| self.front(k).as_deref() == Some("1");
+        let rx_sg = yes("feature-sg");
+        let rx_ipv6_csum = yes("feature-ipv6-csum-offload");
+        let offload = offload::rx_offload_flags(
+            !yes("feature-no-csum-offload"),
+            rx_sg,
+            yes("feature-gso-tcpv4"),
+            yes("feature-gso-tcpv6"),
+        );
+        let credit = self
+            .spec
+            .rate
+            .filter(|&(b, u)| b > 0 && u > 0)
+            .map(|(b, u)| {
+                Arc::new(Mutex::new(Credit::new(
+                    b,
+                    Duration::from_micros(u64::from(u)),
+                    std::time::Instant::now(),
+                )))
+            });
+        // Whatever is built goes into `conn` at once, so that a failure
+        // half-way is undone by `disconnect` like a normal teardown.
+        self.conn = Some(NetConn {
+            stop: Arc::new(AtomicBool::new(false)),
+            bells: Vec::new(),
+            threads: Vec::new(),
+            grants: grants.clone(),
+            ring_refs: Vec::new(),
+            ports: Vec::new(),
+            attached: 1,
+        });
+        let r = offload::set_offload(&self.taps[0], offload)
+            .map_err(|e| format!("TUNSETOFFLOAD {offload:#x}: {e}"))
+            .and_then(|()| {
+                (0..queues).try_for_each(|q| {
+                    // One queue keeps the keys at the top level (netif.h).
+                    let dir = if queues == 1 {
+                        String::new()
+                    } else {
+                        format!("queue-{q}/")
+                    };
+                    let f = RxFeatures {
+                        sg: rx_sg,
+                        ipv6_csum: rx_ipv6_csum,
+                    };
+                    self.connect_queue(q, &dir, &grants, credit.clone(), f)
+                })
+            });
+        if let Err(e) = r {
+            self.disconnect();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Maps queue `q`'s rings (keys under `dir`), binds its ports, attaches
+    /// its TAP queue and starts its TX and RX threads.
+    fn connect_queue(
+        &mut self,
+        q: usize,
+        dir: &str,
+        grants: &Arc<GrantSession>,
+        credit: Option<Arc<Mutex<Credit>>>,
+        feat: RxFeatures,
+    ) -> Result<(), String> {
+        let tx_ref = self.num(&format!("{dir}tx-ring-ref"))?;
+        let rx_ref = self.num(&format!("{dir}rx-ring-ref"))?;
+        let (tx_port, rx_port) = match self.num(&format!("{dir}event-channel")) {
+            Ok(p) => (p, p),
+            Err(_) => (
+                self.num(&format!("{dir}event-channel-tx"))?,
+                self.num(&format!("{dir}event-channel-rx"))?,
+            ),
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Err("not connecting".into());
+        };
         let pages = grants
             .map_ring(&[tx_ref, rx_ref])
-            .map_err(|e| format!("mapping rings: {e}"))?;
-        let fail = |e: String| {
-            grants.unmap_ring(&[tx_ref, rx_ref]);
-            e
-        };
+            .map_err(|e| format!("queue {q}: mapping rings: {e}"))?;
+        conn.ring_refs.extend([tx_ref, rx_ref]);
         let tx = BackRing::new(self.env.mem.clone(), vec![pages[0]], netif::TX_SLOT)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let rx = BackRing::new(self.env.mem.clone(), vec![pages[1]], netif::RX_SLOT)
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| e.to_string())?;
         let bell = Arc::new(Bell::default());
+        conn.bells.push(bell.clone());
         let b = Arc::downgrade(&bell);
         let notify: Notify = Arc::new(move || {
             if let Some(b) = b.upgrade() {
@@ -328,64 +534,53 @@ impl NetDevice {
         if rx_port != tx_port {
             ports.push(rx_port);
         }
-        for &p in &ports {
+        for p in ports {
             self.env
                 .evtchn
                 .bind(p, notify.clone())
-                .map_err(|e| fail(format!("binding port {p}: {e}")))?;
+                .map_err(|e| format!("queue {q}: binding port {p}: {e}"))?;
+            conn.ports.push(p);
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let credit = self
-            .spec
-            .rate
-            .filter(|&(b, u)| b > 0 && u > 0)
-            .map(|(b, u)| {
-                Mutex::new(Credit::new(
-                    b,
-                    Duration::from_micros(u64::from(u)),
-                    std::time::Instant::now(),
-                ))
-            });
+        let tap = self.taps[q].clone();
+        if q > 0 {
+            set_queue(&tap, IFF_ATTACH_QUEUE).map_err(|e| format!("queue {q}: attach: {e}"))?;
+            conn.attached = q + 1;
+        }
         let ctx = Arc::new(Ctx {
             credit,
             grants: grants.clone(),
-            tap: self.tap.clone(),
+            tap,
             env: self.env.clone(),
-            stop: stop.clone(),
-            bell: bell.clone(),
+            stop: conn.stop.clone(),
+            bell,
             tx_port,
             rx_port,
+            rx_sg: feat.sg,
+            rx_ipv6_csum: feat.ipv6_csum,
         });
-        let mut threads = Vec::new();
+        let devid = self.spec.devid;
         let c = ctx.clone();
-        threads.push(
+        conn.threads.push(
             std::thread::Builder::new()
-                .name(format!("netback-tx{}", self.spec.devid))
-                .spawn(move || tx_loop(&c, tx))
+                .name(format!("netback-tx{devid}.{q}"))
+                .spawn(move || tx::tx_loop(&c, tx))
                 .map_err(|e| e.to_string())?,
         );
-        let c = ctx;
-        threads.push(
+        conn.threads.push(
             std::thread::Builder::new()
-                .name(format!("netback-rx{}", self.spec.devid))
-                .spawn(move || rx_loop(&c, rx))
+                .name(format!("netback-rx{devid}.{q}"))
+                .spawn(move || rx::rx_loop(&ctx, rx))
                 .map_err(|e| e.to_string())?,
         );
-        self.conn = Some(NetConn {
-            stop,
-            bell,
-            threads,
-            grants,
-            ring_refs: vec![tx_ref, rx_ref],
-            ports,
-        });
         Ok(())
     }
 
     fn disconnect(&mut self) {
         if let Some(c) = self.conn.take() {
             c.stop.store(true, Ordering::SeqCst);
-            c.bell.ring();
+            for b in &c.bells {
+                b.ring();
+            }
             for t in c.threads {
                 let _ = t.join();
             }
@@ -393,18 +588,43 @@ impl NetDevice {
                 self.env.evtchn.unbind(p);
             }
             c.grants.unmap_ring(&c.ring_refs);
+            // Queues beyond the first stop taking the kernel's frames.
+            for tap in &self.taps[1..c.attached] {
+                if let Err(e) = set_queue(tap, IFF_DETACH_QUEUE) {
+                    tracing::warn!("vif {}: detaching a TAP queue: {e}", self.spec.devid);
+                }
+            }
+            // Until a frontend says otherwise, it takes plain frames only.
+            if let Err(e) = offload::set_offload(&self.taps[0], 0) {
+                tracing::warn!("vif {}: TUNSETOFFLOAD 0: {e}", self.spec.devid);
+            }
         }
     }
 
-    /// Removes the device (the TAP goes away with its descriptor).
+    /// Removes the device (the TAP goes away with its descriptor), after
+    /// running the vif script `offline` (a failure there is only logged:
+    /// the device goes regardless, as in libxl).
     pub fn destroy(mut self) {
         self.disconnect();
+        if let Some((p, env)) = self.script.take() {
+            if let Err(e) = hotplug::run_script(&p, Action::Offline, &env) {
+                tracing::warn!("vif {}: {e}", self.spec.devid);
+            }
+        }
         xenbus::remove_device(&self.store, &self.paths);
     }
 }
 
+/// What the frontend said it takes on RX.
+#[derive(Clone, Copy)]
+struct RxFeatures {
+    sg: bool,
+    ipv6_csum: bool,
+}
+
 struct Ctx {
-    credit: Option<Mutex<Credit>>,
+    /// Shared by the queues: `rate=` is per vif.
+    credit: Option<Arc<Mutex<Credit>>>,
     grants: Arc<GrantSession>,
     tap: Arc<File>,
     env: RingEnv,
@@ -412,202 +632,11 @@ struct Ctx {
     bell: Arc<Bell>,
     tx_port: u32,
     rx_port: u32,
-}
-
-/// Guest → host: frames from the TX ring to the TAP.
-fn tx_loop(c: &Ctx, mut ring: BackRing) {
-    let mut frame = Vec::with_capacity(netif::MAX_FRAME);
-    while !c.stop.load(Ordering::SeqCst) {
-        let mut reqs = Vec::new();
-        let more = (|| -> Result<(), crate::sring::RingError> {
-            loop {
-                let n = ring.pending_requests()?;
-                if n == 0 && !ring.final_check()? {
-                    return Ok(());
-                }
-                for _ in 0..ring.pending_requests()? {
-                    if !ring.can_consume() {
-                        return Ok(());
-                    }
-                    reqs.push(TxRequest::parse(&ring.take_request()?));
-                }
-            }
-        })();
-        if let Err(e) = more {
-            tracing::warn!("vif TX ring: {e}; stopped");
-            (c.env.on_fatal)();
-            return;
-        }
-        if reqs.is_empty() {
-            c.bell.wait(POLL);
-            continue;
-        }
-        let mut i = 0;
-        while i < reqs.len() {
-            // One frame: the first slot, its extra-info slots, then
-            // continuation slots while NETTXF_more_data is set.
-            let first = reqs[i];
-            let mut slots = vec![first];
-            let mut extras = Vec::new();
-            let mut j = i + 1;
-            if first.flags & netif::NETTXF_EXTRA_INFO != 0 {
-                while j < reqs.len() {
-                    let e = reqs[j];
-                    extras.push(e.id);
-                    j += 1;
-                    // extra_info: type u8, flags u8 — flags is the 2nd byte
-                    // of the slot (gref's second byte in TxRequest terms).
-                    if (e.gref >> 8) as u8 & netif::XEN_NETIF_EXTRA_FLAG_MORE == 0 {
-                        break;
-                    }
-                }
-            }
-            let mut last = first;
-            while last.flags & netif::NETTXF_MORE_DATA != 0 && j < reqs.len() {
-                last = reqs[j];
-                slots.push(last);
-                j += 1;
-            }
-            let ok = gather(c, &slots, &mut frame);
-            if ok && first.flags & netif::NETTXF_CSUM_BLANK != 0 {
-                netif::complete_checksum(&mut frame);
-            }
-            if ok {
-                throttle(c, frame.len() as u64);
-            }
-            let status = if ok {
-                // A TAP takes one frame per write; a short write would be
-                // a truncated frame.
-                match (&*c.tap).write(&frame) {
-                    Ok(n) if n == frame.len() => netif::NETIF_RSP_OKAY,
-                    Ok(_) => netif::NETIF_RSP_DROPPED,
-                    Err(e) => {
-                        tracing::debug!("TAP write: {e}");
-                        netif::NETIF_RSP_DROPPED
-                    }
-                }
-            } else {
-                netif::NETIF_RSP_ERROR
-            };
-            for s in &slots {
-                let _ = ring.put_response(&pad(&netif::tx_response(s.id, status), 12));
-            }
-            for id in extras {
-                let _ = ring.put_response(&pad(&netif::tx_response(id, netif::NETIF_RSP_NULL), 12));
-            }
-            i = j;
-        }
-        if ring.push_responses().unwrap_or(false) {
-            c.env.evtchn.notify(c.tx_port);
-        }
-    }
-}
-
-/// Waits until `rate=` allows `len` more bytes.
-fn throttle(c: &Ctx, len: u64) {
-    let Some(credit) = &c.credit else { return };
-    loop {
-        let r = credit
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(len, std::time::Instant::now());
-        match r {
-            Ok(()) => return,
-            Err(wait) if !c.stop.load(Ordering::SeqCst) => std::thread::sleep(wait),
-            Err(_) => return,
-        }
-    }
-}
-
-fn pad(b: &[u8], n: usize) -> Vec<u8> {
-    let mut v = b.to_vec();
-    v.resize(n, 0);
-    v
-}
-
-/// Copies one frame out of the guest's TX slots.
-fn gather(c: &Ctx, slots: &[TxRequest], frame: &mut Vec<u8>) -> bool {
-    frame.clear();
-    let total = usize::from(slots[0].size);
-    let mut rest: usize = slots[1..].iter().map(|s| usize::from(s.size)).sum();
-    if rest > total {
-        return false;
-    }
-    for (k, s) in slots.iter().enumerate() {
-        // The first slot's size is the whole frame; its own share is what
-        // the continuation slots do not cover.
-        let len = if k == 0 {
-            total - rest
-        } else {
-            usize::from(s.size)
-        };
-        if k > 0 {
-            rest -= len;
-        }
-        let start = frame.len();
-        frame.resize(start + len, 0);
-        if c.grants
-            .read(s.gref, u64::from(s.offset), &mut frame[start..])
-            .is_err()
-        {
-            return false;
-        }
-    }
-    !frame.is_empty()
-}
-
-/// Host → guest: frames from the TAP into buffers the RX ring offers.
-fn rx_loop(c: &Ctx, mut ring: BackRing) {
-    let mut buf = vec![0u8; netif::MAX_FRAME];
-    let fd = c.tap.as_raw_fd();
-    while !c.stop.load(Ordering::SeqCst) {
-        let mut pfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, for the duration of the call.
-        let r = unsafe { libc::poll(&mut pfd, 1, POLL.as_millis() as i32) };
-        if r <= 0 {
-            continue;
-        }
-        let n = match (&*c.tap).read(&mut buf) {
-            Ok(n) => n,
-            Err(_) => continue,
-        };
-        if n == 0 || n > 4096 {
-            continue; // No RX scatter-gather: a frame must fit one page.
-        }
-        // Wait (briefly) for the frontend to post a buffer.
-        let mut tries = 0;
-        let req = loop {
-            match ring.pending_requests() {
-                Ok(p) if p > 0 && ring.can_consume() => break ring.take_request().ok(),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!("vif RX ring: {e}; stopped");
-                    (c.env.on_fatal)();
-                    return;
-                }
-            }
-            let _ = ring.final_check();
-            tries += 1;
-            if tries > 4 || c.stop.load(Ordering::SeqCst) {
-                break None;
-            }
-            c.bell.wait(Duration::from_millis(25));
-        };
-        let Some(req) = req else { continue }; // dropped: no buffer
-        let (id, gref) = netif::parse_rx_request(&req);
-        let status = match c.grants.write(gref, 0, &buf[..n]) {
-            Ok(()) => n as i16,
-            Err(_) => netif::NETIF_RSP_ERROR,
-        };
-        let _ = ring.put_response(&netif::rx_response(id, 0, 0, status));
-        if ring.push_responses().unwrap_or(false) {
-            c.env.evtchn.notify(c.rx_port);
-        }
-    }
+    /// The frontend wrote `feature-sg`=1: RX frames may span slots.
+    rx_sg: bool,
+    /// The frontend takes IPv6 frames with partial checksums
+    /// (`feature-ipv6-csum-offload`); otherwise we complete them.
+    rx_ipv6_csum: bool,
 }
 
 #[cfg(test)]

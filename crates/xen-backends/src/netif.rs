@@ -12,15 +12,71 @@ pub const NETTXF_MORE_DATA: u16 = 4;
 pub const NETTXF_EXTRA_INFO: u16 = 8;
 
 pub const NETRXF_DATA_VALIDATED: u16 = 1;
+pub const NETRXF_CSUM_BLANK: u16 = 2;
+pub const NETRXF_MORE_DATA: u16 = 4;
+pub const NETRXF_EXTRA_INFO: u16 = 8;
+
+/// The size of one RX buffer: the frontend grants whole pages.
+pub const PAGE_SIZE: usize = 4096;
+
+/// How many RX slots a frame of `len` bytes takes.
+pub fn rx_slots_for(len: usize) -> usize {
+    len.div_ceil(PAGE_SIZE).max(1)
+}
 
 pub const XEN_NETIF_EXTRA_FLAG_MORE: u8 = 1;
+pub const XEN_NETIF_EXTRA_TYPE_GSO: u8 = 1;
+pub const XEN_NETIF_GSO_TYPE_TCPV4: u8 = 1;
+pub const XEN_NETIF_GSO_TYPE_TCPV6: u8 = 2;
+
+/// `struct netif_extra_info` (8 bytes: type, flags, then the union; for
+/// GSO `size` u16, `type` u8, `pad` u8, `features` u16). On the TX ring it
+/// sits in a request slot, on the RX ring in a response slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraInfo {
+    pub kind: u8,
+    pub flags: u8,
+    pub gso_size: u16,
+    pub gso_type: u8,
+}
+
+impl ExtraInfo {
+    pub fn parse(b: &[u8]) -> Option<Self> {
+        let b = b.get(..8)?;
+        Some(Self {
+            kind: b[0],
+            flags: b[1],
+            gso_size: u16::from_le_bytes([b[2], b[3]]),
+            gso_type: b[4],
+        })
+    }
+
+    /// A GSO extra for the RX ring.
+    pub fn gso(gso_type: u8, gso_size: u16) -> Self {
+        Self {
+            kind: XEN_NETIF_EXTRA_TYPE_GSO,
+            flags: 0,
+            gso_size,
+            gso_type,
+        }
+    }
+
+    pub fn encode(&self) -> [u8; 8] {
+        let mut b = [0u8; 8];
+        b[0] = self.kind;
+        b[1] = self.flags;
+        b[2..4].copy_from_slice(&self.gso_size.to_le_bytes());
+        b[4] = self.gso_type;
+        b
+    }
+}
 
 pub const NETIF_RSP_DROPPED: i16 = -2;
 pub const NETIF_RSP_ERROR: i16 = -1;
 pub const NETIF_RSP_OKAY: i16 = 0;
 pub const NETIF_RSP_NULL: i16 = 1;
 
-/// Largest frame we accept from a guest (no GSO): 64 KiB.
+/// Largest frame (a GSO frame included): 64 KiB.
 pub const MAX_FRAME: usize = 65535;
 
 /// `struct netif_tx_request`.
@@ -83,7 +139,7 @@ pub fn rx_response(id: u16, offset: u16, flags: u16, status: i16) -> [u8; 8] {
 }
 
 /// One's-complement sum over `data`, folded (RFC 1071).
-fn sum(mut acc: u32, data: &[u8]) -> u32 {
+pub fn sum(mut acc: u32, data: &[u8]) -> u32 {
     let mut chunks = data.chunks_exact(2);
     for c in &mut chunks {
         acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -94,7 +150,7 @@ fn sum(mut acc: u32, data: &[u8]) -> u32 {
     acc
 }
 
-fn fold(mut acc: u32) -> u16 {
+pub fn fold(mut acc: u32) -> u16 {
     while acc >> 16 != 0 {
         acc = (acc & 0xffff) + (acc >> 16);
     }

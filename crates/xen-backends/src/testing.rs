@@ -10,8 +10,14 @@ use std::time::{Duration, Instant};
 
 use xen_emu::guest::{Gpa, GuestMemory, MemError};
 
+use xen_abi::grant_table::GrantEntryV1;
+use xen_abi::memory::{XenAddToPhysmap, XENMAPSPACE_GRANT_TABLE, XENMEM_ADD_TO_PHYSMAP};
+use xen_emu::platform::{MapError, Platform, ShutdownReason, SpecialPage, Upcall};
+use xen_emu::testing::FakeVcpu;
+use xen_emu::{Domain, DomainConfig};
+use zerocopy::IntoBytes;
+
 use crate::evtchn::{EventChannels, Notify};
-use crate::grant::GrantTable;
 
 /// Guest RAM backed by host memory (8-byte words so atomics are aligned).
 pub struct TestMemory {
@@ -92,15 +98,25 @@ impl GuestMemory for TestMemory {
     }
 }
 
-/// A grant table at a fixed place in [`TestMemory`].
-pub struct TestGrantTable {
-    pub base: Gpa,
-    pub entries: u32,
-}
+/// The platform under a [`TestGuest`]'s domain: grant frames are the
+/// first pages of [`TestMemory`] (so "placing" one needs nothing), and
+/// there are no vCPUs to interrupt.
+struct RamPlatform;
 
-impl GrantTable for TestGrantTable {
-    fn entry_gpa(&self, gref: u32) -> Option<Gpa> {
-        (gref < self.entries).then(|| self.base + u64::from(gref) * 8)
+impl Platform for RamPlatform {
+    fn upcall(&self, _vcpu: u32, _upcall: Upcall) {}
+    fn map_special_page(&self, page: SpecialPage, gfn: u64) -> Result<(), MapError> {
+        match page {
+            SpecialPage::GrantFrame(i) if u64::from(i) == gfn => Ok(()),
+            _ => Err(MapError::BadGfn(gfn)),
+        }
+    }
+    fn set_pvclock_area(&self, _vcpu: u32, _gpa: Gpa) {}
+    fn shutdown(&self, _reason: ShutdownReason) {}
+    fn console_io_write(&self, _bytes: &[u8]) {}
+    fn kick(&self, _vcpu: u32) {}
+    fn system_time_ns(&self) -> u64 {
+        0
     }
 }
 
@@ -180,28 +196,57 @@ impl EventChannels for TestEvtchn {
     }
 }
 
-/// Everything a backend needs, faked: memory, grants, event channels.
+/// Everything a backend needs: fake memory and event channels, and a real
+/// `xen-emu` domain (the frontend) that owns the grant table.
 pub struct TestGuest {
     pub mem: Arc<TestMemory>,
-    pub grants: Arc<TestGrantTable>,
+    /// The frontend's domain: its grant table, and the backend grant API
+    /// the backends use (as in the VMM).
+    pub grants: Arc<Domain>,
     pub evtchn: Arc<TestEvtchn>,
 }
 
-/// Grant table placement in a [`TestGuest`]: the first 64 KiB hold 8192
-/// entries; pages from [`TestGuest::FIRST_FREE_PAGE`] on are free for rings
-/// and data.
+/// Grant table placement in a [`TestGuest`]: the guest mapped grant
+/// frames 0..16 at frames 0..16 (8192 entries); pages from
+/// [`TestGuest::FIRST_FREE_PAGE`] on are free for rings and data.
 impl TestGuest {
     pub const FIRST_FREE_PAGE: u64 = 16;
 
     pub fn new(bytes: u64) -> Self {
+        let mem = Arc::new(TestMemory::new(bytes));
+        let config = DomainConfig {
+            domid: u32::from(HARNESS_DOMID),
+            max_grant_frames: Self::FIRST_FREE_PAGE as u32,
+            ..DomainConfig::default()
+        };
+        let domain = Domain::new(config, mem.clone(), Arc::new(RamPlatform));
+        // The guest maps its grant frames as a PVH Linux does, with
+        // XENMEM_add_to_physmap (argument in a scratch free page).
+        let arg = Self::FIRST_FREE_PAGE * 4096;
+        let mut vcpu = FakeVcpu::long64(0);
+        for idx in 0..Self::FIRST_FREE_PAGE {
+            let op = XenAddToPhysmap {
+                domid: xen_abi::DOMID_SELF,
+                size: 0,
+                space: XENMAPSPACE_GRANT_TABLE,
+                idx,
+                gpfn: idx,
+            };
+            let _ = mem.write(arg, op.as_bytes());
+            let args = [XENMEM_ADD_TO_PHYSMAP, arg, 0, 0, 0];
+            let rc = domain.hypercall(&mut vcpu, xen_abi::xen::HYPERVISOR_MEMORY_OP, args);
+            assert_eq!(rc, 0, "test guest: mapping grant frame {idx} failed");
+        }
+        let _ = mem.write(arg, &[0u8; std::mem::size_of::<XenAddToPhysmap>()]);
         Self {
-            mem: Arc::new(TestMemory::new(bytes)),
-            grants: Arc::new(TestGrantTable {
-                base: 0,
-                entries: 8192,
-            }),
+            mem,
+            grants: domain,
             evtchn: Arc::new(TestEvtchn::default()),
         }
+    }
+
+    fn entry_gpa(gref: u32) -> Gpa {
+        u64::from(gref) * std::mem::size_of::<GrantEntryV1>() as u64
     }
 
     /// Grants page `gfn` to `domid` as the frontend's
@@ -211,7 +256,7 @@ impl TestGuest {
         if readonly {
             flags |= xen_abi::grant_table::GTF_READONLY;
         }
-        let at = self.grants.base + u64::from(gref) * 8;
+        let at = Self::entry_gpa(gref);
         let _ = self.mem.write(at + 4, &(gfn as u32).to_le_bytes());
         if let Ok(w) = self.mem.atomic_u32(at) {
             w.store(
@@ -224,7 +269,7 @@ impl TestGuest {
     /// The entry's current flags (to check the in-use bits).
     pub fn grant_flags(&self, gref: u32) -> u16 {
         self.mem
-            .atomic_u16(self.grants.base + u64::from(gref) * 8)
+            .atomic_u16(Self::entry_gpa(gref))
             .map_or(0, |a| a.load(Ordering::Acquire))
     }
 }

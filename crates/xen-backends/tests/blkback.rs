@@ -510,3 +510,53 @@ fn multiple_queues_each_get_a_ring_and_a_port() {
     );
     dev.destroy();
 }
+
+#[test]
+fn a_flush_in_one_batch_orders_earlier_writes_before_later_reads() {
+    // 32 writes, a FLUSH and 32 reads of the same sectors pushed at once:
+    // the writes go to the workers in jobs, the reads may run on the ring
+    // thread; the flush must wait for every write, be answered after all
+    // of them, and the reads after it must see the written data.
+    let (_d, path) = image("batch", 4096);
+    let mut h = BlkHarness::connect(spec(&path), Abi::X86_64, 2, true, MEM).unwrap();
+    let src: Vec<(u32, u64)> = (0..32).map(|_| h.data_page(false)).collect();
+    let dst: Vec<(u32, u64)> = (0..32).map(|_| h.data_page(false)).collect();
+    for (i, (g, p)) in src.iter().enumerate() {
+        h.guest
+            .mem
+            .write(p * 4096, &[0xa0 + i as u8; 4096])
+            .unwrap();
+        let sector = i as u64 * 8;
+        h.ring.put_request(&encode::rw(
+            Abi::X86_64,
+            OP_WRITE,
+            i as u64,
+            sector,
+            &[seg(*g, 0, 7)],
+        ));
+    }
+    h.ring
+        .put_request(&encode::rw(Abi::X86_64, OP_FLUSH_DISKCACHE, 1000, 0, &[]));
+    for (i, (g, _)) in dst.iter().enumerate() {
+        let sector = i as u64 * 8;
+        h.ring.put_request(&encode::rw(
+            Abi::X86_64,
+            OP_READ,
+            2000 + i as u64,
+            sector,
+            &[seg(*g, 0, 7)],
+        ));
+    }
+    if h.ring.push_requests() {
+        h.guest.evtchn.kick(h.port);
+    }
+    let r = h.wait_responses(65, T);
+    assert_eq!(r.len(), 65);
+    assert!(r.iter().all(|&(_, _, st)| st == RSP_OKAY), "{r:?}");
+    let flush_at = r.iter().position(|&(id, _, _)| id == 1000).unwrap();
+    let writes_before = r[..flush_at].iter().filter(|&&(id, _, _)| id < 32).count();
+    assert_eq!(writes_before, 32, "flush answered before its writes: {r:?}");
+    for (i, (_, p)) in dst.iter().enumerate() {
+        assert_eq!(page(&h, *p), vec![0xa0 + i as u8; 4096], "read {i}");
+    }
+}

@@ -94,8 +94,20 @@ pub fn to_json(d: &DomainConfig, flavour: Flavour) -> Value {
         });
         o.put("pvcallsifs", arr(v.collect()));
     }
+    if !d.vdispls.is_empty() {
+        o.put("vdispls", arr(d.vdispls.iter().map(vdispl).collect()));
+    }
+    if !d.vsnds.is_empty() {
+        o.put("vsnds", arr(d.vsnds.iter().map(vsnd).collect()));
+    }
     if !d.channels.is_empty() {
         o.put("channels", arr(d.channels.iter().map(channel).collect()));
+    }
+    if !d.usbctrls.is_empty() {
+        o.put("usbctrls", arr(d.usbctrls.iter().map(usbctrl).collect()));
+    }
+    if !d.usbdevs.is_empty() {
+        o.put("usbdevs", arr(d.usbdevs.iter().map(usbdev).collect()));
     }
     for (k, a) in [
         ("on_poweroff", d.on_poweroff),
@@ -169,6 +181,9 @@ fn b_info(d: &DomainConfig, flavour: Flavour) -> Value {
     o.s("exec_ssid_label", &b.exec_ssid_label);
     o.b("localtime", b.localtime);
     o.b("disable_migrate", b.disable_migrate);
+    if !b.cpuid.is_empty() {
+        o.put("cpuid", cpuid(&b.cpuid));
+    }
     o.s("blkdev_start", &b.blkdev_start);
     if let Some(v) = b.max_grant_frames {
         o.put("max_grant_frames", json!(v));
@@ -524,6 +539,115 @@ fn vtpm(v: &Vtpm) -> Value {
     o.s("backend_domname", &v.backend_domname);
     o.put("devid", json!(v.devid));
     o.s("uuid", &v.uuid);
+    o.done()
+}
+
+fn vdispl(v: &Vdispl) -> Value {
+    let mut o = Obj::new();
+    o.s("backend_domname", &v.backend_domname);
+    o.put("devid", json!(v.devid));
+    if v.be_alloc {
+        o.put("be_alloc", json!(true));
+    }
+    let cs = v.connectors.iter().map(|c| {
+        let mut o = Obj::new();
+        o.s("unique_id", &c.unique_id);
+        o.i("width", c.width.into());
+        o.i("height", c.height.into());
+        o.done()
+    });
+    o.put("connectors", Value::Array(cs.collect()));
+    o.done()
+}
+
+fn vsnd_params(p: &VsndParams) -> Value {
+    let mut o = Obj::new();
+    if !p.sample_rates.is_empty() {
+        o.put("sample_rates", json!(p.sample_rates));
+    }
+    if !p.sample_formats.is_empty() {
+        o.put("sample_formats", json!(p.sample_formats));
+    }
+    o.i("channels_min", p.channels_min.into());
+    o.i("channels_max", p.channels_max.into());
+    o.i("buffer_size", p.buffer_size.into());
+    o.done()
+}
+
+fn vsnd(v: &Vsnd) -> Value {
+    let mut o = Obj::new();
+    o.s("backend_domname", &v.backend_domname);
+    o.put("devid", json!(v.devid));
+    o.s("short_name", &v.short_name);
+    o.s("long_name", &v.long_name);
+    o.put("params", vsnd_params(&v.params));
+    if !v.pcms.is_empty() {
+        let pcms = v.pcms.iter().map(|p| {
+            let mut o = Obj::new();
+            o.s("name", &p.name);
+            o.put("params", vsnd_params(&p.params));
+            if !p.streams.is_empty() {
+                let ss = p.streams.iter().map(|s| {
+                    let mut o = Obj::new();
+                    o.s("unique_id", &s.unique_id);
+                    if let Some(t) = s.type_ {
+                        o.put("type", json!(t));
+                    }
+                    o.put("params", vsnd_params(&s.params));
+                    o.done()
+                });
+                o.put("streams", Value::Array(ss.collect()));
+            }
+            o.done()
+        });
+        o.put("pcms", Value::Array(pcms.collect()));
+    }
+    o.done()
+}
+
+/// `libxl_cpuid_policy_list_gen_json`.
+fn cpuid(p: &crate::cpuid::CpuidPolicy) -> Value {
+    let leaves = p.leaves.iter().map(|l| {
+        let mut o = Obj::new();
+        o.put("leaf", json!(l.leaf));
+        if let Some(s) = l.subleaf {
+            o.put("subleaf", json!(s));
+        }
+        for (name, r) in ["eax", "ebx", "ecx", "edx"].iter().zip(&l.regs) {
+            o.s(name, r);
+        }
+        o.done()
+    });
+    let msrs = p
+        .msrs
+        .iter()
+        .map(|m| json!({ "index": m.index, "policy": m.policy }));
+    json!({ "cpuid": leaves.collect::<Vec<_>>(), "msr": msrs.collect::<Vec<_>>() })
+}
+
+fn usbctrl(u: &UsbCtrl) -> Value {
+    let mut o = Obj::new();
+    if u.type_ != UsbCtrlType::Auto {
+        o.put("type", json!(u.type_.name()));
+    }
+    o.put("devid", json!(u.devid));
+    o.i("version", u.version.into());
+    o.i("ports", u.ports.into());
+    o.done()
+}
+
+fn usbdev(u: &UsbDev) -> Value {
+    let mut o = Obj::new();
+    if u.ctrl != -1 {
+        o.put("ctrl", json!(u.ctrl));
+    }
+    o.i("port", u.port.into());
+    if u.hostdev {
+        let mut h = Obj::new();
+        h.i("hostbus", u.hostbus.into());
+        h.i("hostaddr", u.hostaddr.into());
+        o.put("type.hostdev", h.done());
+    }
     o.done()
 }
 

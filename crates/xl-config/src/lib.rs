@@ -5,6 +5,8 @@
 //! `KEY=VALUE` overrides, as `xl create CFG KEY=VALUE...`),
 //! [`DomainConfig::with_defaults`], and [`json::to_json`].
 
+mod cnum;
+pub mod cpuid;
 pub mod cpus;
 pub mod defaults;
 pub mod disk;

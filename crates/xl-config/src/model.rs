@@ -323,6 +323,159 @@ pub struct PvCallsIf {
     pub backend_domname: Option<String>,
 }
 
+/// `libxl_connector_param`: one display of a `vdispl`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Connector {
+    /// `None` for connectors xl left unset after a resolution it could
+    /// not read.
+    pub unique_id: Option<String>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `libxl_device_vdispl` (`vdispl=`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vdispl {
+    pub backend_domname: Option<String>,
+    pub devid: i64,
+    pub be_alloc: bool,
+    pub connectors: Vec<Connector>,
+}
+
+/// `libxl_vsnd_params`: what a card, PCM or stream supports (0 / empty =
+/// unset).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VsndParams {
+    pub sample_rates: Vec<u32>,
+    /// `libxl_vsnd_pcm_format` names, lower case (`s16_le`, ...).
+    pub sample_formats: Vec<&'static str>,
+    pub channels_min: u32,
+    pub channels_max: u32,
+    pub buffer_size: u32,
+}
+
+/// `libxl_vsnd_pcm_format` names.
+pub const VSND_PCM_FORMATS: [&str; 25] = [
+    "s8",
+    "u8",
+    "s16_le",
+    "s16_be",
+    "u16_le",
+    "u16_be",
+    "s24_le",
+    "s24_be",
+    "u24_le",
+    "u24_be",
+    "s32_le",
+    "s32_be",
+    "u32_le",
+    "u32_be",
+    "f32_le",
+    "f32_be",
+    "f64_le",
+    "f64_be",
+    "iec958_subframe_le",
+    "iec958_subframe_be",
+    "mu_law",
+    "a_law",
+    "ima_adpcm",
+    "mpeg",
+    "gsm",
+];
+
+/// `libxl_vsnd_stream`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VsndStream {
+    pub unique_id: Option<String>,
+    /// `libxl_vsnd_stream_type`: `"p"` (playback) or `"c"` (capture).
+    pub type_: Option<&'static str>,
+    pub params: VsndParams,
+}
+
+/// `libxl_vsnd_pcm`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VsndPcm {
+    pub name: Option<String>,
+    pub params: VsndParams,
+    pub streams: Vec<VsndStream>,
+}
+
+/// `libxl_device_vsnd` (`vsnd=`: one card per list).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Vsnd {
+    pub backend_domname: Option<String>,
+    pub devid: i64,
+    pub short_name: Option<String>,
+    pub long_name: Option<String>,
+    pub params: VsndParams,
+    pub pcms: Vec<VsndPcm>,
+}
+
+/// `libxl_usbctrl_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UsbCtrlType {
+    #[default]
+    Auto,
+    Pv,
+    DeviceModel,
+    Qusb,
+}
+
+impl UsbCtrlType {
+    /// libxl's names (`libxl_usbctrl_type_from_string` ignores case).
+    pub const NAMES: [(&'static str, UsbCtrlType); 4] = [
+        ("auto", UsbCtrlType::Auto),
+        ("pv", UsbCtrlType::Pv),
+        ("devicemodel", UsbCtrlType::DeviceModel),
+        ("qusb", UsbCtrlType::Qusb),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, t)| *t == self)
+            .map_or("auto", |(n, _)| n)
+    }
+}
+
+/// `libxl_device_usbctrl` (`usbctrl=`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsbCtrl {
+    pub type_: UsbCtrlType,
+    pub devid: i64,
+    /// USB version (C `int`, from `atoi`; 0 = libxl picks).
+    pub version: i32,
+    /// Number of ports (C `int`, from `atoi`; 0 = libxl picks).
+    pub ports: i32,
+}
+
+/// `libxl_device_usbdev` (`usbdev=`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsbDev {
+    /// Controller devid; -1 = libxl picks.
+    pub ctrl: i64,
+    /// Port on the controller (C `int`); 0 = libxl picks.
+    pub port: i32,
+    /// Whether `type=hostdev` was given. libxl's union key starts out as
+    /// no valid type, and only a set key makes `hostbus`/`hostaddr` count.
+    pub hostdev: bool,
+    /// Written whatever the type, as xl writes the union's fields.
+    pub hostbus: u8,
+    pub hostaddr: u8,
+}
+
+impl Default for UsbDev {
+    fn default() -> UsbDev {
+        UsbDev {
+            ctrl: -1,
+            port: 0,
+            hostdev: false,
+            hostbus: 0,
+            hostaddr: 0,
+        }
+    }
+}
+
 /// `libxl_domain_build_info` (the parts xl.cfg reaches on x86).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BuildInfo {
@@ -342,6 +495,8 @@ pub struct BuildInfo {
     pub exec_ssid_label: Option<String>,
     pub localtime: Option<bool>,
     pub disable_migrate: Option<bool>,
+    /// `cpuid=`: empty when not set.
+    pub cpuid: crate::cpuid::CpuidPolicy,
     pub blkdev_start: Option<String>,
     pub max_grant_frames: Option<u32>,
     pub max_maptrack_frames: Option<u32>,
@@ -582,7 +737,11 @@ pub struct DomainConfig {
     pub vtpms: Vec<Vtpm>,
     pub p9s: Vec<P9>,
     pub pvcallsifs: Vec<PvCallsIf>,
+    pub vdispls: Vec<Vdispl>,
+    pub vsnds: Vec<Vsnd>,
     pub channels: Vec<Channel>,
+    pub usbctrls: Vec<UsbCtrl>,
+    pub usbdevs: Vec<UsbDev>,
     pub on_poweroff: Action,
     pub on_reboot: Action,
     pub on_watchdog: Action,

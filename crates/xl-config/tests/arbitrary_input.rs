@@ -80,3 +80,40 @@ fn long_inputs_parse_in_linear_time() {
     assert!(xl_config::parse("long.cfg", data.as_bytes()).is_ok());
     assert!(start.elapsed() < std::time::Duration::from_secs(10));
 }
+
+/// A value for the keys with their own item grammars: mostly the characters
+/// those grammars split on, plus a non-ASCII one (byte slicing must not
+/// split it).
+fn spec_item() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9=,:;x+.\\- é]{0,40}",
+        "0x[0-9a-f]{1,9}(,[0-9]{1,3})?:e[a-z]x=[01xks]{30,34}(, ?e[a-d]x=[01xksé]{31,33})?",
+        "host(,[a-z0-9_.+\\-]{1,16}=[0-9a-zé\\-]{0,6}){0,6}",
+        "((type|version|ports|hostbus|hostaddr|controller|port|backend|be-alloc)=[0-9a-zé\\-]{0,6},){0,5}",
+        "connectors=([a-zé:]{0,4}:[ 0-9x\\-+]{0,9};){0,3}",
+        "(card|pcm|stream|Pcm|x)(, ?(sample-rates|sample-formats|channels-min|buffer-size|name|type|unique-id|backend)=[0-9a-z_;é]{0,9}){0,4}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn cpuid_usb_vdispl_vsnd_specs_never_panic(
+        key in prop::sample::select(vec!["cpuid", "usbctrl", "usbdev", "vdispl", "vsnd"]),
+        items in proptest::collection::vec(spec_item(), 0..4),
+        as_list in any::<bool>(),
+    ) {
+        let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
+        let value = if key == "vsnd" && as_list {
+            // vsnd is a list of cards, each a list of strings.
+            format!("[ [ {} ], [ {} ] ]", quoted.join(", "), quoted.join(", "))
+        } else if as_list || quoted.is_empty() {
+            format!("[ {} ]", quoted.join(", "))
+        } else {
+            quoted[0].clone()
+        };
+        let text = format!("name = \"g\"\ntype = \"pvh\"\nkernel = \"/k\"\n{key} = {value}\n");
+        check(text.as_bytes());
+    }
+}

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// An open disk image.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub struct DiskImage {
     bytes: u64,
     readonly: bool,
     block_device: bool,
+    /// The kernel refused `RWF_NOWAIT` for this file once: every read
+    /// goes to the I/O workers from then on.
+    no_nowait: AtomicBool,
 }
 
 /// `BLKGETSIZE64` (`_IOR(0x12, 114, size_t)`).
@@ -44,6 +48,7 @@ impl DiskImage {
             bytes,
             readonly,
             block_device,
+            no_nowait: AtomicBool::new(false),
         })
     }
 
@@ -66,6 +71,43 @@ impl DiskImage {
 
     pub fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         self.file.read_exact_at(buf, off)
+    }
+
+    /// Reads `buf.len()` bytes at `off` only if the page cache holds all
+    /// of them (`preadv2` with `RWF_NOWAIT`): `Ok(false)` means nothing
+    /// useful was read and the caller should read again with
+    /// [`Self::read_at`] on a thread that may block.
+    pub fn read_cached_at(&self, buf: &mut [u8], off: u64) -> io::Result<bool> {
+        if self.no_nowait.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let Ok(pos) = libc::off_t::try_from(off) else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        let iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        loop {
+            // SAFETY: one iovec describing `buf`, which is live and
+            // exclusively borrowed for the call; the descriptor is ours.
+            let r = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, pos, libc::RWF_NOWAIT) };
+            if r >= 0 {
+                // A short read is a partly cached range (or the end of
+                // the file, which callers rule out): read it again.
+                return Ok(r as usize == buf.len());
+            }
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EAGAIN) => return Ok(false),
+                Some(libc::EOPNOTSUPP | libc::EINVAL | libc::ENOSYS) => {
+                    self.no_nowait.store(true, Ordering::Relaxed);
+                    return Ok(false);
+                }
+                _ => return Err(e),
+            }
+        }
     }
 
     pub fn write_at(&self, data: &[u8], off: u64) -> io::Result<()> {
@@ -97,5 +139,31 @@ impl DiskImage {
             return Err(io::Error::last_os_error());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cached_read_returns_the_data_of_a_just_written_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.img");
+        let data: Vec<u8> = (0..16384u32).map(|i| (i / 7) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let disk = DiskImage::open(&path, true).unwrap();
+        let mut buf = vec![0u8; 4096];
+        // Just written, so in the page cache: served without blocking
+        // (or refused as a whole on kernels without RWF_NOWAIT).
+        if disk.read_cached_at(&mut buf, 8192).unwrap() {
+            assert_eq!(buf, data[8192..12288]);
+        } else {
+            assert!(disk.no_nowait.load(Ordering::Relaxed));
+        }
+        // Past the end: a short read is never reported as served.
+        let mut tail = vec![0u8; 8192];
+        assert!(!disk.read_cached_at(&mut tail, 12288).unwrap());
     }
 }

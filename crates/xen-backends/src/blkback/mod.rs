@@ -5,6 +5,7 @@
 
 pub mod conn;
 pub mod disk;
+mod io;
 
 use std::path::PathBuf;
 use std::sync::Arc;

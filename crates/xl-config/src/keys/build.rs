@@ -148,11 +148,58 @@ pub(super) fn actions(ctx: &mut Ctx<'_>) -> Result<(), Error> {
 /// Keys xl acts on that xkvm does not model: warn instead of silently
 /// dropping them.
 pub(super) fn unsupported_lists(ctx: &mut Ctx<'_>) -> Result<(), Error> {
-    for key in ["vdispl", "vsnd", "usbctrl", "usbdev", "cpuid", "vnuma"] {
+    for key in ["vnuma"] {
         if ctx.cfg.find(key).is_some() {
             ctx.warn(format!("xkvm: `{key}' is not supported and is ignored"));
         }
     }
+    Ok(())
+}
+
+/// `cpuid`: xend's list of register lines, or the `"host,NAME=VALUE,..."`
+/// string. Bad items only warn, as in xl.
+pub(super) fn cpuid(ctx: &mut Ctx<'_>) -> Result<(), Error> {
+    let mut warnings = Vec::new();
+    let policy = &mut ctx.d.b_info.cpuid;
+    match ctx.cfg.get_list("cpuid", true) {
+        Ok(items) => {
+            for line in string_items(items) {
+                if let Err(e) = policy.parse_xend(line) {
+                    warnings.push(format!("while parsing CPUID line: \"{line}\":"));
+                    warnings.push(format!(
+                        "  error #{e}: {}",
+                        crate::cpuid::xend_error_text(e)
+                    ));
+                }
+            }
+        }
+        Err(GetError::Invalid) => {
+            let Ok(s) = ctx.cfg.get_string("cpuid", false) else {
+                return Ok(());
+            };
+            let mut items = s.split(',').filter(|t| !t.is_empty());
+            match items.next() {
+                None => {}
+                Some("host") => {
+                    for item in items {
+                        if let Err(e) = policy.parse_flag(item) {
+                            warnings.push(format!("while parsing CPUID flag: \"{item}\":"));
+                            warnings.push(format!(
+                                "  error #{e}: {}",
+                                crate::cpuid::flag_error_text(e)
+                            ));
+                        }
+                    }
+                }
+                Some(_) => {
+                    warnings.push(format!("while parsing CPUID string: \"{s}\":"));
+                    warnings.push("  error: first word must be \"host\"".into());
+                }
+            }
+        }
+        Err(GetError::Absent) => {}
+    }
+    ctx.warn_all(warnings);
     Ok(())
 }
 

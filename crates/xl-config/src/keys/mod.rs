@@ -6,6 +6,9 @@
 mod build;
 mod devices;
 mod hvm;
+mod usb;
+mod vdispl;
+mod vsnd;
 mod xkvm;
 
 use crate::error::Error;
@@ -14,6 +17,9 @@ use crate::syntax::store::{string_items, GetError, Store};
 use build::*;
 use devices::*;
 use hvm::*;
+use usb::*;
+use vdispl::*;
+use vsnd::*;
 use xkvm::*;
 
 pub use build::XENFIRMWAREDIR;
@@ -235,11 +241,10 @@ pub static KEYS: &[Key] = &[
         All,
         pci_devices
     ),
-    c!(
-        ["vdispl", "vsnd", "usbctrl", "usbdev", "cpuid", "vnuma"],
-        All,
-        unsupported_lists
-    ),
+    c!(["usbctrl"], All, usbctrls),
+    c!(["usbdev"], All, usbdevs),
+    c!(["cpuid"], All, cpuid),
+    c!(["vnuma"], All, unsupported_lists),
     c!(["dtdev"], All, dtdevs),
     c!(["passthrough"], All, passthrough),
     m!("shadow_memory", All, |d| Some(&mut d.b_info.shadow_memkb)),
@@ -301,7 +306,9 @@ pub static KEYS: &[Key] = &[
     c!(["disk"], All, disks),
     c!(["p9"], All, p9s),
     c!(["vtpm"], All, vtpms),
+    c!(["vdispl"], All, vdispls),
     c!(["pvcalls"], All, pvcalls),
+    c!(["vsnd"], All, vsnds),
     c!(["channel"], All, channels),
     c!(["vif", "vif2"], All, vifs),
     c!(["vfb"], All, vfbs),
