@@ -29,7 +29,16 @@ pub type ConsoleSpec = xen_backends::console::ConsoleSpec;
 /// Where a console's bytes go on the host.
 pub type ConsoleHost = xen_backends::console::HostEnd;
 /// One `vif=` entry (see [`xen_backends::netback::NetSpec`]).
-pub type VifSpec = xen_backends::netback::NetSpec;
+pub use xen_backends::netback::hotplug::NetHotplug;
+pub use xen_backends::netback::NetSpec;
+
+/// One `vif=` entry: what the network backend serves, and how libxl would
+/// plug the host end in (`script=`, `gatewaydev=`, the store's socket).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VifSpec {
+    pub net: NetSpec,
+    pub hotplug: NetHotplug,
+}
 
 /// Safety-net re-check of the frontends without a watch event.
 const POLL: Duration = Duration::from_millis(250);
@@ -116,7 +125,14 @@ impl Devices {
             })
             .and_then(|()| {
                 config.vifs.iter().try_for_each(|spec| {
-                    NetDevice::create(store, env.clone(), domid, spec.clone()).map(|d| vifs.push(d))
+                    NetDevice::create_with_hotplug(
+                        store,
+                        env.clone(),
+                        domid,
+                        spec.net.clone(),
+                        &spec.hotplug,
+                    )
+                    .map(|d| vifs.push(d))
                 })
             });
         if let Err(e) = created {

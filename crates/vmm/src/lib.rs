@@ -34,7 +34,7 @@ mod run;
 mod smp;
 
 pub use control::{CoreDump, DomainControl, Ended, MemoryRange, VcpuRegisters};
-pub use devices::{ConsoleHost, ConsoleSpec, DiskSpec, VifSpec};
+pub use devices::{ConsoleHost, ConsoleSpec, DiskSpec, NetHotplug, NetSpec, VifSpec};
 pub use error::VmmError;
 pub use run::{run_domain, run_domain_controlled, run_domain_with_store};
 

@@ -352,12 +352,15 @@ fn netfront_guest_talks_to_a_netns_through_the_tap() {
     cfg.memory_mib = 64;
     cfg.max_memory_mib = 64;
     cfg.vifs.push(vmm::VifSpec {
-        devid: 0,
-        mac: "00:16:3e:5a:00:01".into(),
-        ifname: Some(ifname.clone()),
-        mtu: 1500,
-        bridge: None,
-        rate: None,
+        net: vmm::NetSpec {
+            devid: 0,
+            mac: "00:16:3e:5a:00:01".into(),
+            ifname: Some(ifname.clone()),
+            mtu: 1500,
+            bridge: None,
+            rate: None,
+        },
+        hotplug: vmm::NetHotplug::default(),
     });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {

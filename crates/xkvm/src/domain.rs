@@ -128,6 +128,21 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
 /// One `vif=` entry for the network backend. An unset MAC gets Xen's OUI
 /// and three bytes derived from the domain's UUID and the device id (libxl
 /// picks random ones). `script=` is not run (logged).
+/// The script libxl runs for a vif when `script=` is not given.
+const LIBXL_DEFAULT_VIF_SCRIPT: &str = "vif-bridge";
+
+/// The bridge a vif joins: `bridge=` (libxl's default `xenbr0`), unless no
+/// such bridge exists on this host, where the vif stays a plain TAP device
+/// (Xen would fail the device; most KVM hosts have no xenbr0).
+fn vif_bridge(devid: u32, bridge: Option<&str>) -> Option<String> {
+    let bridge = bridge?;
+    if std::path::Path::new("/sys/class/net").join(bridge).exists() {
+        return Some(bridge.to_owned());
+    }
+    tracing::warn!("vif {devid}: bridge {bridge} does not exist; the vif is a plain TAP device");
+    None
+}
+
 fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
     let devid = u32::try_from(n.devid).unwrap_or(index as u32);
     let mut mac = n.mac;
@@ -141,10 +156,7 @@ fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
             uuid[15].wrapping_add(devid as u8),
         ];
     }
-    if let Some(s) = &n.script {
-        tracing::warn!("vif {devid}: script={s} is not run; attach the TAP yourself");
-    }
-    vmm::VifSpec {
+    let net = vmm::NetSpec {
         devid,
         mac: mac
             .iter()
@@ -153,10 +165,19 @@ fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
             .join(":"),
         ifname: n.ifname.clone(),
         mtu: u32::try_from(n.mtu).ok().filter(|&m| m > 0).unwrap_or(1500),
-        bridge: n.bridge.clone(),
+        bridge: vif_bridge(devid, n.bridge.as_deref()),
         rate: (n.rate_bytes_per_interval != 0)
             .then_some((n.rate_bytes_per_interval, n.rate_interval_usecs)),
-    }
+    };
+    // The store socket is the run directory's; the VMM process fills it in.
+    // libxl's default script (vif-bridge) runs only where Xen's scripts are
+    // installed; elsewhere the backend attaches the TAP to the bridge itself.
+    let hotplug = vmm::NetHotplug {
+        script: n.script.clone().filter(|s| s != LIBXL_DEFAULT_VIF_SCRIPT),
+        xenstored_path: None,
+        gatewaydev: n.gatewaydev.clone(),
+    };
+    vmm::VifSpec { net, hotplug }
 }
 
 /// One `disk=` entry for the PV block backend: raw images and block
@@ -297,13 +318,29 @@ mod tests {
         );
         let vm = vm_config(&cfg, 3).expect("maps");
         assert_eq!(vm.vifs.len(), 2);
-        assert_eq!(vm.vifs[0].mac, "00:16:3e:01:02:03");
-        assert_eq!(vm.vifs[0].bridge.as_deref(), Some("xenbr0"));
-        assert_eq!(vm.vifs[0].mtu, 1500);
-        assert!(vm.vifs[0].rate.is_some(), "rate= reaches the backend");
-        assert_eq!(vm.vifs[1].rate, None);
-        assert!(vm.vifs[1].mac.starts_with("00:16:3e:"));
-        assert_eq!(vm.vifs[1].devid, 1);
+        assert_eq!(vm.vifs[0].net.mac, "00:16:3e:01:02:03");
+        // No xenbr0 on the test host: a plain TAP (vif_bridge's rule).
+        let xenbr0 = std::path::Path::new("/sys/class/net/xenbr0").exists();
+        assert_eq!(vm.vifs[0].net.bridge.is_some(), xenbr0);
+        assert_eq!(vm.vifs[0].hotplug.script, None, "libxl's default script");
+        assert_eq!(vm.vifs[0].net.mtu, 1500);
+        assert!(vm.vifs[0].net.rate.is_some(), "rate= reaches the backend");
+        assert_eq!(vm.vifs[1].net.rate, None);
+        assert!(vm.vifs[1].net.mac.starts_with("00:16:3e:"));
+        assert_eq!(vm.vifs[1].net.devid, 1);
+    }
+
+    #[test]
+    fn an_explicit_vif_script_and_gatewaydev_reach_the_backend() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/k'\nvif=['script=/etc/xkvm/my-vif,gatewaydev=eth9']\n",
+        );
+        let vm = vm_config(&cfg, 3).expect("maps");
+        assert_eq!(
+            vm.vifs[0].hotplug.script.as_deref(),
+            Some("/etc/xkvm/my-vif")
+        );
+        assert_eq!(vm.vifs[0].hotplug.gatewaydev.as_deref(), Some("eth9"));
     }
 
     #[test]

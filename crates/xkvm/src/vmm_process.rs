@@ -276,7 +276,16 @@ fn run_loop(
         .set_dump_policy(Box::new(move |exit| dumps(&config, exit)));
     loop {
         let domid = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
-        let vm = domain::vm_config(&dom.config, domid)?;
+        let mut vm = domain::vm_config(&dom.config, domid)?;
+        // vif scripts reach this domain's store as libxl's reach xenstored.
+        let store_socket = dom
+            .dir
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .xenstore_socket();
+        for vif in &mut vm.vifs {
+            vif.hotplug.xenstored_path = Some(store_socket.clone());
+        }
         let ended = Arc::new(AtomicBool::new(false));
         let console = if dom.mode.terminal_console {
             crate::foreground::terminal_console()
