@@ -3,7 +3,6 @@
 //! sched_op shutdown, and a guest that triple-faults (Xen reboots it).
 //! Skips (with a reason) without /dev/kvm unless CI=true.
 
-
 use vmm::elf::build::{image, NoteVia};
 use vmm::{ConsoleIo, DomainExit, VmConfig};
 
