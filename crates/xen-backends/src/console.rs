@@ -273,46 +273,10 @@ impl ConsoleDevice {
         xenbus::read_str(&self.store, &self.paths.backend_key("tty")).filter(|s| !s.is_empty())
     }
 
-    fn set_state(&mut self, s: XenbusState) {
-        self.state = s;
-        xenbus::set_backend_state(&self.store, &self.paths, s);
-    }
-
-    /// The xenbus rules, as for the block backend.
+    /// The xenbus handshake ([`xenbus::frontend_changed`]); call on every
+    /// change of the frontend's state.
     pub fn frontend_changed(&mut self) {
-        match xenbus::frontend_state(&self.store, &self.paths) {
-            XenbusState::Initialising => {
-                if matches!(self.state, XenbusState::Closed | XenbusState::Closing) {
-                    self.disconnect();
-                    self.set_state(XenbusState::InitWait);
-                }
-            }
-            XenbusState::Initialised | XenbusState::Connected => {
-                if matches!(self.state, XenbusState::Connected | XenbusState::Closing) {
-                    return;
-                }
-                match self.connect() {
-                    Ok(()) => self.set_state(XenbusState::Connected),
-                    Err(e) => {
-                        xenbus::dev_fatal(&self.store, &self.paths, &e);
-                        self.state = XenbusState::Closing;
-                    }
-                }
-            }
-            XenbusState::Closing => {
-                self.disconnect();
-                if self.state != XenbusState::Closing {
-                    self.set_state(XenbusState::Closing);
-                }
-            }
-            XenbusState::Closed | XenbusState::Unknown => {
-                self.disconnect();
-                if self.state != XenbusState::Closed {
-                    self.set_state(XenbusState::Closed);
-                }
-            }
-            _ => {}
-        }
+        xenbus::frontend_changed(self);
     }
 
     fn read_num(&self, key: &str) -> Result<u32, String> {
@@ -480,4 +444,26 @@ fn spawn_acceptor(l: UnixListener, client: Arc<Mutex<Option<UnixStream>>>, tx: S
                 }
             }
         });
+}
+
+impl xenbus::XenbusBackend for ConsoleDevice {
+    const CONNECT_ON_INITIALISED: bool = true;
+    fn store(&self) -> &Engine {
+        &self.store
+    }
+    fn paths(&self) -> &DevicePaths {
+        &self.paths
+    }
+    fn backend_state(&self) -> XenbusState {
+        self.state
+    }
+    fn record_state(&mut self, s: XenbusState) {
+        self.state = s;
+    }
+    fn connect(&mut self) -> Result<(), String> {
+        ConsoleDevice::connect(self)
+    }
+    fn disconnect(&mut self) {
+        ConsoleDevice::disconnect(self)
+    }
 }

@@ -355,46 +355,10 @@ impl NetDevice {
         &self.ifname
     }
 
-    fn set_state(&mut self, s: XenbusState) {
-        self.state = s;
-        xenbus::set_backend_state(&self.store, &self.paths, s);
-    }
-
-    /// The xenbus rules (netback's `frontend_changed`).
+    /// The xenbus handshake ([`xenbus::frontend_changed`]); call on every
+    /// change of the frontend's state.
     pub fn frontend_changed(&mut self) {
-        match xenbus::frontend_state(&self.store, &self.paths) {
-            XenbusState::Initialising => {
-                if matches!(self.state, XenbusState::Closed | XenbusState::Closing) {
-                    self.disconnect();
-                    self.set_state(XenbusState::InitWait);
-                }
-            }
-            XenbusState::Connected => {
-                if matches!(self.state, XenbusState::Connected | XenbusState::Closing) {
-                    return;
-                }
-                match self.connect() {
-                    Ok(()) => self.set_state(XenbusState::Connected),
-                    Err(e) => {
-                        xenbus::dev_fatal(&self.store, &self.paths, &e);
-                        self.state = XenbusState::Closing;
-                    }
-                }
-            }
-            XenbusState::Closing => {
-                self.disconnect();
-                if self.state != XenbusState::Closing {
-                    self.set_state(XenbusState::Closing);
-                }
-            }
-            XenbusState::Closed | XenbusState::Unknown => {
-                self.disconnect();
-                if self.state != XenbusState::Closed {
-                    self.set_state(XenbusState::Closed);
-                }
-            }
-            _ => {}
-        }
+        xenbus::frontend_changed(self);
     }
 
     fn front(&self, key: &str) -> Option<String> {
@@ -637,6 +601,28 @@ struct Ctx {
     /// The frontend takes IPv6 frames with partial checksums
     /// (`feature-ipv6-csum-offload`); otherwise we complete them.
     rx_ipv6_csum: bool,
+}
+
+impl xenbus::XenbusBackend for NetDevice {
+    const CONNECT_ON_INITIALISED: bool = false;
+    fn store(&self) -> &Engine {
+        &self.store
+    }
+    fn paths(&self) -> &DevicePaths {
+        &self.paths
+    }
+    fn backend_state(&self) -> XenbusState {
+        self.state
+    }
+    fn record_state(&mut self, s: XenbusState) {
+        self.state = s;
+    }
+    fn connect(&mut self) -> Result<(), String> {
+        NetDevice::connect(self)
+    }
+    fn disconnect(&mut self) {
+        NetDevice::disconnect(self)
+    }
 }
 
 #[cfg(test)]

@@ -196,6 +196,75 @@ pub fn set_backend_state(store: &Engine, paths: &DevicePaths, s: XenbusState) {
     }
 }
 
+/// A backend device as the xenbus handshake sees it: where its nodes are,
+/// the state it last published, and the two things only the device knows
+/// how to do. [`frontend_changed`] runs the protocol for every backend.
+pub trait XenbusBackend {
+    /// Whether the frontend's `Initialised` starts the connection (blkback,
+    /// console) or only its `Connected` does (netback, whose frontend
+    /// publishes its rings before switching to Connected).
+    const CONNECT_ON_INITIALISED: bool;
+    fn store(&self) -> &Engine;
+    fn paths(&self) -> &DevicePaths;
+    fn backend_state(&self) -> XenbusState;
+    /// Records `s` as the state last published (or implied, after a
+    /// [`dev_fatal`]).
+    fn record_state(&mut self, s: XenbusState);
+    /// Maps the frontend's rings and event channels.
+    fn connect(&mut self) -> Result<(), String>;
+    /// Stops serving and unmaps everything `connect` mapped; idempotent.
+    fn disconnect(&mut self);
+}
+
+/// Publishes backend state `s` and records it.
+fn publish<B: XenbusBackend>(dev: &mut B, s: XenbusState) {
+    dev.record_state(s);
+    set_backend_state(dev.store(), dev.paths(), s);
+}
+
+/// The backend side of the XenbusState handshake, run on every change of
+/// the frontend's `state` (Linux's `frontend_changed` in blkback/netback):
+/// connect when the frontend is ready, follow it to Closing and Closed, and
+/// offer InitWait again when a closed frontend starts over (a bootloader
+/// handing the device to the kernel, a frontend reset).
+pub fn frontend_changed<B: XenbusBackend>(dev: &mut B) {
+    let ours = dev.backend_state();
+    match frontend_state(dev.store(), dev.paths()) {
+        XenbusState::Initialising => {
+            if matches!(ours, XenbusState::Closed | XenbusState::Closing) {
+                dev.disconnect();
+                publish(dev, XenbusState::InitWait);
+            }
+        }
+        XenbusState::Initialised if !B::CONNECT_ON_INITIALISED => {}
+        XenbusState::Initialised | XenbusState::Connected => {
+            if matches!(ours, XenbusState::Connected | XenbusState::Closing) {
+                return;
+            }
+            match dev.connect() {
+                Ok(()) => publish(dev, XenbusState::Connected),
+                Err(e) => {
+                    dev_fatal(dev.store(), dev.paths(), &e);
+                    dev.record_state(XenbusState::Closing);
+                }
+            }
+        }
+        XenbusState::Closing => {
+            dev.disconnect();
+            if ours != XenbusState::Closing {
+                publish(dev, XenbusState::Closing);
+            }
+        }
+        XenbusState::Closed | XenbusState::Unknown => {
+            dev.disconnect();
+            if ours != XenbusState::Closed {
+                publish(dev, XenbusState::Closed);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Reports a fatal device error as `xenbus_dev_fatal` does: the message in
 /// `error/<backend path>/error` of the backend domain, and the device
 /// moves to Closing.
@@ -366,5 +435,111 @@ mod tests {
         assert!(hits.load(std::sync::atomic::Ordering::SeqCst) > before);
         assert!(w.drain());
         assert_eq!(frontend_state(&xs, &p), XenbusState::Initialised);
+    }
+
+    /// A device that only counts what the handshake asks of it.
+    struct Probe<const ON_INIT: bool> {
+        store: Engine,
+        paths: DevicePaths,
+        state: XenbusState,
+        connects: u32,
+        disconnects: u32,
+        fail: bool,
+    }
+
+    impl<const ON_INIT: bool> XenbusBackend for Probe<ON_INIT> {
+        const CONNECT_ON_INITIALISED: bool = ON_INIT;
+        fn store(&self) -> &Engine {
+            &self.store
+        }
+        fn paths(&self) -> &DevicePaths {
+            &self.paths
+        }
+        fn backend_state(&self) -> XenbusState {
+            self.state
+        }
+        fn record_state(&mut self, s: XenbusState) {
+            self.state = s;
+        }
+        fn connect(&mut self) -> Result<(), String> {
+            self.connects += 1;
+            if self.fail {
+                Err("ring-ref missing".into())
+            } else {
+                Ok(())
+            }
+        }
+        fn disconnect(&mut self) {
+            self.disconnects += 1;
+        }
+    }
+
+    fn probe<const ON_INIT: bool>(fail: bool) -> Probe<ON_INIT> {
+        let store = Engine::default();
+        let paths = DevicePaths::new(DeviceKind::Vif, 3, 0, 0);
+        add_device(&store, &paths, &[], &[]).expect("add");
+        set_backend_state(&store, &paths, XenbusState::InitWait);
+        Probe {
+            store,
+            paths,
+            state: XenbusState::InitWait,
+            connects: 0,
+            disconnects: 0,
+            fail,
+        }
+    }
+
+    fn frontend_moves_to<const ON_INIT: bool>(p: &mut Probe<ON_INIT>, s: XenbusState) {
+        let key = p.paths.frontend_key("state");
+        p.store.write(&key, s.as_str().as_bytes()).expect("write");
+        frontend_changed(p);
+    }
+
+    fn published<const ON_INIT: bool>(p: &Probe<ON_INIT>) -> String {
+        read_str(&p.store, &p.paths.backend_key("state")).unwrap_or_default()
+    }
+
+    #[test]
+    fn handshake_connects_once_then_follows_the_frontend_down_and_back() {
+        let mut p = probe::<true>(false);
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!((p.connects, p.state), (1, XenbusState::Connected));
+        assert_eq!(published(&p), XenbusState::Connected.as_str());
+        frontend_moves_to(&mut p, XenbusState::Connected);
+        assert_eq!(p.connects, 1, "connected once, not per frontend change");
+        frontend_moves_to(&mut p, XenbusState::Closing);
+        assert_eq!(p.state, XenbusState::Closing);
+        frontend_moves_to(&mut p, XenbusState::Closed);
+        assert_eq!(published(&p), XenbusState::Closed.as_str());
+        // A frontend that starts over (bootloader to kernel) gets InitWait.
+        frontend_moves_to(&mut p, XenbusState::Initialising);
+        assert_eq!(published(&p), XenbusState::InitWait.as_str());
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!((p.connects, p.state), (2, XenbusState::Connected));
+        assert!(p.disconnects >= 2);
+    }
+
+    #[test]
+    fn a_backend_that_waits_for_connected_ignores_initialised() {
+        let mut p = probe::<false>(false);
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!((p.connects, p.state), (0, XenbusState::InitWait));
+        frontend_moves_to(&mut p, XenbusState::Connected);
+        assert_eq!((p.connects, p.state), (1, XenbusState::Connected));
+    }
+
+    #[test]
+    fn a_failed_connect_is_fatal_and_does_not_retry_until_a_reset() {
+        let mut p = probe::<true>(true);
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!(p.state, XenbusState::Closing);
+        assert_eq!(published(&p), XenbusState::Closing.as_str());
+        let err = read_str(
+            &p.store,
+            "/local/domain/0/error/local/domain/0/backend/vif/3/0/error",
+        );
+        assert_eq!(err.as_deref(), Some("ring-ref missing"));
+        frontend_moves_to(&mut p, XenbusState::Connected);
+        assert_eq!(p.connects, 1, "no retry while Closing");
     }
 }
