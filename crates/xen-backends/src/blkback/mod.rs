@@ -168,13 +168,9 @@ impl BlockDevice {
         ]
     }
 
-    fn set_state(&mut self, s: XenbusState) {
-        self.state = s;
-        xenbus::set_backend_state(&self.store, &self.paths, s);
-    }
-
     /// Reacts to the frontend's state (call on every watch event) and to a
-    /// ring that failed: blkback's `frontend_changed`.
+    /// ring that failed: blkback's `frontend_changed`, the common handshake
+    /// ([`xenbus::frontend_changed`]) after the ring check.
     pub fn frontend_changed(&mut self) {
         if let Some(msg) = self.conns.iter().find_map(Connection::fatal) {
             self.disconnect();
@@ -182,48 +178,7 @@ impl BlockDevice {
             self.state = XenbusState::Closing;
             return;
         }
-        let fs = xenbus::frontend_state(&self.store, &self.paths);
-        match fs {
-            XenbusState::Initialising => {
-                // A frontend that reset after a close (e.g. GRUB handing
-                // over to the kernel) may connect again.
-                if matches!(self.state, XenbusState::Closed | XenbusState::Closing) {
-                    self.disconnect();
-                    self.set_state(XenbusState::InitWait);
-                }
-            }
-            XenbusState::Initialised | XenbusState::Connected => {
-                if self.state == XenbusState::Connected || self.state == XenbusState::Closing {
-                    return;
-                }
-                match self.connect() {
-                    Ok(()) => {
-                        // Sizes again, as blkback's connect() writes them.
-                        for (k, v) in self.size_nodes() {
-                            let _ = self.store.write(&self.paths.backend_key(k), v.as_bytes());
-                        }
-                        self.set_state(XenbusState::Connected);
-                    }
-                    Err(e) => {
-                        xenbus::dev_fatal(&self.store, &self.paths, &e);
-                        self.state = XenbusState::Closing;
-                    }
-                }
-            }
-            XenbusState::Closing => {
-                self.disconnect();
-                if self.state != XenbusState::Closing {
-                    self.set_state(XenbusState::Closing);
-                }
-            }
-            XenbusState::Closed | XenbusState::Unknown => {
-                self.disconnect();
-                if self.state != XenbusState::Closed {
-                    self.set_state(XenbusState::Closed);
-                }
-            }
-            _ => {}
-        }
+        xenbus::frontend_changed(self);
     }
 
     fn read_front(&self, key: &str) -> Option<String> {
@@ -300,6 +255,10 @@ impl BlockDevice {
                 }
             }
         }
+        // Sizes again, as blkback's connect() writes them.
+        for (k, v) in self.size_nodes() {
+            let _ = self.store.write(&self.paths.backend_key(k), v.as_bytes());
+        }
         Ok(())
     }
 
@@ -313,5 +272,27 @@ impl BlockDevice {
     pub fn destroy(mut self) {
         self.disconnect();
         xenbus::remove_device(&self.store, &self.paths);
+    }
+}
+
+impl xenbus::XenbusBackend for BlockDevice {
+    const CONNECT_ON_INITIALISED: bool = true;
+    fn store(&self) -> &Engine {
+        &self.store
+    }
+    fn paths(&self) -> &DevicePaths {
+        &self.paths
+    }
+    fn backend_state(&self) -> XenbusState {
+        self.state
+    }
+    fn record_state(&mut self, s: XenbusState) {
+        self.state = s;
+    }
+    fn connect(&mut self) -> Result<(), String> {
+        BlockDevice::connect(self)
+    }
+    fn disconnect(&mut self) {
+        BlockDevice::disconnect(self)
     }
 }
