@@ -99,7 +99,7 @@ impl Doorbell {
 struct Shared {
     workers: usize,
     /// Workers that run small cached reads beside the ring thread: one
-    /// per spare CPU (the ring thread and the frontend use the others).
+    /// per spare CPU (the ring thread uses one).
     helpers: usize,
     io: Backing,
     ring: Mutex<BackRing>,
