@@ -8,40 +8,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use vmm::{ConsoleIo, DiskSpec, DomainExit, RunOutcome, VmConfig, VmmError};
+use vmm::{DiskSpec, DomainExit, VmConfig};
 
-const TIMEOUT: Duration = Duration::from_secs(300);
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Skips (prints why) or, under CI, fails.
-fn skip(test: &str, why: &str) {
-    if ci() {
-        panic!("{test}: {why}, and CI=true: this test must run");
-    }
-    eprintln!("{test}: skipped: {why}");
-}
-
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) => {
-            skip(test, &format!("/dev/kvm is not usable ({e})"));
-            false
-        }
-    }
-}
+mod common;
+use common::guest_run::{boot, TIMEOUT};
+use common::{kvm_usable, skip};
 
 fn debian_root(test: &str) -> Option<PathBuf> {
     if let Some(root) = std::env::var_os("XKVM_DEBS") {
@@ -66,68 +41,6 @@ fn debian_root(test: &str) -> Option<PathBuf> {
             skip(test, &format!("{}: {e}", script.display()));
             None
         }
-    }
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Run {
-    exit: Result<DomainExit, String>,
-    console: String,
-    log: String,
-}
-
-impl Run {
-    fn report(&self) -> String {
-        format!(
-            "exit: {:?}\n--- console ---\n{}\n--- console_io ---\n{}",
-            self.exit, self.console, self.log
-        )
-    }
-}
-
-fn boot(config: VmConfig) -> Run {
-    let console = SharedBuf::default();
-    let io = ConsoleIo::output_only(Box::new(console.clone()));
-    let (tx, rx) = mpsc::channel::<Result<RunOutcome, VmmError>>();
-    std::thread::spawn(move || {
-        let _ = tx.send(vmm::run_domain(config, io));
-    });
-    let (exit, log) = match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(o)) => (
-            Ok(o.exit),
-            String::from_utf8_lossy(&o.hypervisor_log).into_owned(),
-        ),
-        Ok(Err(e)) => (Err(format!("run_domain failed: {e}")), String::new()),
-        Err(_) => (
-            Err(format!("still running after {TIMEOUT:?}")),
-            String::new(),
-        ),
-    };
-    Run {
-        exit,
-        console: console.text(),
-        log,
     }
 }
 
@@ -187,7 +100,7 @@ fn debian_grub_pvh_runs_grub_cfg_from_an_ext2_disk() {
     cfg.memory_mib = 128;
     cfg.max_memory_mib = 128;
     cfg.disks.push(disk(&img, "xvda"));
-    let run = boot(cfg);
+    let run = boot(test, cfg, None);
     if std::env::var_os("XKVM_SHOW_CONSOLE").is_some() {
         eprintln!("{}", run.report());
     }
@@ -239,7 +152,7 @@ fn grub_mkimage_cats_sector_0_of_a_raw_disk() {
     cfg.memory_mib = 128;
     cfg.max_memory_mib = 128;
     cfg.disks.push(disk(&img, "xvdb"));
-    let run = boot(cfg);
+    let run = boot(test, cfg, None);
     assert!(
         run.console.contains(&format!("{marker} on sector zero")),
         "GRUB's cat did not print sector 0\n{}",
@@ -263,7 +176,7 @@ fn blkfront(guest: &str) {
     cfg.memory_mib = 64;
     cfg.max_memory_mib = 64;
     cfg.disks.push(disk(&img, "xvda"));
-    let run = boot(cfg);
+    let run = boot(guest, cfg, None);
     assert!(
         run.log.contains(&format!("XKVM-TEST {guest}: PASS")),
         "{}",
@@ -364,7 +277,7 @@ fn netfront_guest_talks_to_a_netns_through_the_tap() {
     });
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(boot(cfg));
+        let _ = tx.send(boot(test, cfg, None));
     });
     // The VMM creates the TAP when the domain starts; then hand it over.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

@@ -7,140 +7,13 @@
 //! when `CI=true`, where that is a failure. A failing test prints everything
 //! the guest wrote (its `console_io` log and its console ring).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
-use vmm::{ConsoleIo, DomainExit, ModuleSpec, RunOutcome, VmConfig, VmmError};
+use vmm::{DomainExit, ModuleSpec, VmConfig};
 
-/// Generous: the guests run in KVM's instruction emulator at ~1M instr/s.
-const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
-
-/// Whether guest tests can run here; prints why not (or panics under CI).
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if ci() => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true: guest tests must run")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e}); guest tests need KVM");
-            false
-        }
-    }
-}
-
-/// A `Write` the test keeps a handle on while the VMM owns the other.
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl SharedBuf {
-    fn text(&self) -> String {
-        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// What one guest run produced.
-struct Run {
-    guest: String,
-    /// How the domain ended, or why it did not end properly.
-    exit: Result<DomainExit, String>,
-    /// `HYPERVISOR_console_io` output (where the test guests print).
-    log: String,
-    /// The primary console ring's output.
-    console: String,
-}
-
-impl Run {
-    /// Everything a human needs to see when an assertion fails.
-    fn report(&self) -> String {
-        format!(
-            "guest `{}` ended with {:?}\n--- console_io log ---\n{}\n--- console ring ---\n{}\n---",
-            self.guest, self.exit, self.log, self.console
-        )
-    }
-
-    fn assert_exit(&self, want: DomainExit) {
-        assert_eq!(
-            self.exit,
-            Ok(want),
-            "unexpected end of domain\n{}",
-            self.report()
-        );
-    }
-
-    /// Asserts the guest's verdict line in the log is `XKVM-TEST <name>: PASS`.
-    fn assert_pass(&self, name: &str) {
-        let pass = format!("XKVM-TEST {name}: PASS");
-        let verdict = self
-            .log
-            .lines()
-            .find(|l| l.starts_with(&format!("XKVM-TEST {name}:")));
-        assert!(
-            verdict.is_some_and(|l| l.starts_with(&pass)),
-            "guest verdict is {verdict:?}, want {pass:?}\n{}",
-            self.report()
-        );
-    }
-
-    /// The rest of the first log line starting with `prefix`.
-    fn value(&self, prefix: &str) -> &str {
-        match self.log.lines().find_map(|l| l.strip_prefix(prefix)) {
-            Some(v) => v.trim(),
-            None => panic!(
-                "the guest printed no line starting {prefix:?}\n{}",
-                self.report()
-            ),
-        }
-    }
-
-    /// All log lines starting with `prefix`, without it.
-    fn values<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.log
-            .lines()
-            .filter_map(move |l| l.strip_prefix(prefix))
-            .map(str::trim)
-    }
-
-    /// A hex number printed after `prefix` ("0x..." or bare hex).
-    fn hex(&self, prefix: &str) -> u64 {
-        let v = self.value(prefix);
-        let word = v.split_whitespace().next().unwrap_or("");
-        parse_hex(word).unwrap_or_else(|| {
-            panic!(
-                "{prefix:?} is followed by {v:?}, not hex\n{}",
-                self.report()
-            )
-        })
-    }
-}
-
-fn parse_hex(s: &str) -> Option<u64> {
-    u64::from_str_radix(s.trim_start_matches("0x"), 16).ok()
-}
+mod common;
+use common::guest_run::{boot, parse_hex, Run};
+use common::{ci, kvm_usable};
 
 /// A domain config for test guest `name` with libxl's defaults.
 fn config(name: &str) -> VmConfig {
@@ -148,36 +21,6 @@ fn config(name: &str) -> VmConfig {
     cfg.memory_mib = 64;
     cfg.max_memory_mib = 64;
     cfg
-}
-
-/// Boots `config` with `input` on its console and waits (bounded) for it.
-fn boot(guest: &str, config: VmConfig, input: Option<Vec<u8>>) -> Run {
-    let console = SharedBuf::default();
-    let io = ConsoleIo {
-        input: input.map(|b| Box::new(std::io::Cursor::new(b)) as Box<dyn Read + Send>),
-        output: Box::new(console.clone()),
-    };
-    let (tx, rx) = mpsc::channel::<Result<RunOutcome, VmmError>>();
-    std::thread::spawn(move || {
-        let _ = tx.send(vmm::run_domain(config, io));
-    });
-    let (exit, log) = match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(outcome)) => (
-            Ok(outcome.exit),
-            String::from_utf8_lossy(&outcome.hypervisor_log).into_owned(),
-        ),
-        Ok(Err(e)) => (Err(format!("run_domain failed: {e}")), String::new()),
-        Err(_) => (
-            Err(format!("still running after {TIMEOUT:?}")),
-            String::new(),
-        ),
-    };
-    Run {
-        guest: guest.to_owned(),
-        exit,
-        log,
-        console: console.text(),
-    }
 }
 
 // ---- demo: console_io and the console ring, 64- and 32-bit ----

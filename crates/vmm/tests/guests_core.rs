@@ -6,80 +6,11 @@
 //! Without a usable `/dev/kvm` every test skips with a printed reason,
 //! except when `CI=true`, where that is a failure.
 
-use std::io::Write;
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
+use vmm::VmConfig;
 
-use vmm::{ConsoleIo, DomainExit, RunOutcome, VmConfig, VmmError};
-
-/// Generous: the guests run in KVM's instruction emulator.
-const TIMEOUT: Duration = Duration::from_secs(180);
-
-fn kvm_usable(test: &str) -> bool {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if ci => panic!("{test}: /dev/kvm is not usable ({e}) and CI=true"),
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e}); guest tests need KVM");
-            false
-        }
-    }
-}
-
-#[derive(Clone, Default)]
-struct SharedBuf(Arc<Mutex<Vec<u8>>>);
-
-impl Write for SharedBuf {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-struct Run {
-    guest: String,
-    exit: Result<DomainExit, String>,
-    log: String,
-}
-
-impl Run {
-    fn report(&self) -> String {
-        format!(
-            "guest `{}` ended with {:?}\n--- console_io log ---\n{}\n---",
-            self.guest, self.exit, self.log
-        )
-    }
-
-    fn assert_pass(&self) {
-        let pass = format!("XKVM-TEST {}: PASS", self.guest);
-        assert!(
-            self.log.lines().any(|l| l.starts_with(&pass)),
-            "no {pass:?}\n{}",
-            self.report()
-        );
-        assert_eq!(self.exit, Ok(DomainExit::Poweroff), "{}", self.report());
-    }
-
-    /// The number after `prefix` on the first line starting with it.
-    fn number(&self, prefix: &str) -> u64 {
-        self.log
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|w| w.parse().ok())
-            .unwrap_or_else(|| panic!("no number after {prefix:?}\n{}", self.report()))
-    }
-}
+mod common;
+use common::guest_run::boot;
+use common::kvm_usable;
 
 fn config(name: &str) -> VmConfig {
     let mut cfg = VmConfig::new(format!("xkvm-core-{name}"), xkvm_guests::path(name));
@@ -88,40 +19,13 @@ fn config(name: &str) -> VmConfig {
     cfg
 }
 
-fn boot(guest: &str, config: VmConfig) -> Run {
-    let io = ConsoleIo {
-        input: None,
-        output: Box::new(SharedBuf::default()),
-    };
-    let (tx, rx) = mpsc::channel::<Result<RunOutcome, VmmError>>();
-    std::thread::spawn(move || {
-        let _ = tx.send(vmm::run_domain(config, io));
-    });
-    let (exit, log) = match rx.recv_timeout(TIMEOUT) {
-        Ok(Ok(o)) => (
-            Ok(o.exit),
-            String::from_utf8_lossy(&o.hypervisor_log).into_owned(),
-        ),
-        Ok(Err(e)) => (Err(format!("run_domain failed: {e}")), String::new()),
-        Err(_) => (
-            Err(format!("still running after {TIMEOUT:?}")),
-            String::new(),
-        ),
-    };
-    Run {
-        guest: guest.to_owned(),
-        exit,
-        log,
-    }
-}
-
 #[test]
 fn loopback_event_channels_reach_the_vector_callback_with_if_and_masks() {
     if !kvm_usable("evtchn") {
         return;
     }
-    let run = boot("evtchn", config("evtchn"));
-    run.assert_pass();
+    let run = boot("evtchn", config("evtchn"), None);
+    run.assert_passed_and_powered_off();
     assert_eq!(run.number("evtchn: upcalls"), 6, "{}", run.report());
 }
 
@@ -134,8 +38,8 @@ fn virq_timer_from_singleshot_periodic_and_set_timer_op_and_poll_timeouts() {
     cfg.vcpus = 2;
     cfg.max_vcpus = 2;
     // vCPU 1 stays in wait-for-SIPI; the guest only reads its runstate.
-    let run = boot("timers", cfg);
-    run.assert_pass();
+    let run = boot("timers", cfg, None);
+    run.assert_passed_and_powered_off();
     let single = run.number("timers: singleshot");
     assert!(
         single >= 20_000,
@@ -154,8 +58,8 @@ fn second_vcpu_via_vcpuop_initialise_and_ipis_over_event_channels() {
     let mut cfg = config("smp");
     cfg.vcpus = 2;
     cfg.max_vcpus = 2;
-    let run = boot("smp", cfg);
-    run.assert_pass();
+    let run = boot("smp", cfg, None);
+    run.assert_passed_and_powered_off();
     assert_eq!(run.number("smp: ipis"), 2, "{}", run.report());
 }
 
@@ -173,8 +77,8 @@ fn bench_evtchn_send_to_upcall_latency() {
     }
     let mut cfg = config("evtbench");
     cfg.debug_hypercall = true;
-    let run = boot("evtbench", cfg);
-    run.assert_pass();
+    let run = boot("evtbench", cfg, None);
+    run.assert_passed_and_powered_off();
     // "evtbench: round R <loop> G ns host H ns"
     let mut by_loop: std::collections::BTreeMap<&str, (Vec<u64>, Vec<u64>)> = Default::default();
     for l in run.log.lines().filter(|l| l.starts_with("evtbench:")) {
@@ -223,7 +127,7 @@ fn debug_hypercall_is_enosys_without_the_config_flag() {
     if !kvm_usable("evtbench") {
         return;
     }
-    let run = boot("evtbench", config("evtbench"));
+    let run = boot("evtbench", config("evtbench"), None);
     assert!(
         run.log.contains("debug hypercall enabled: got -38, want 0"),
         "{}",
@@ -236,8 +140,8 @@ fn grant_frames_on_demand_guest_copy_balloon_and_remaining_hvm_ops() {
     if !kvm_usable("services") {
         return;
     }
-    let run = boot("services", config("services"));
-    run.assert_pass();
+    let run = boot("services", config("services"), None);
+    run.assert_passed_and_powered_off();
     assert_eq!(run.number("services: nr_frames"), 4, "{}", run.report());
 }
 
@@ -250,7 +154,7 @@ fn gsi_callback_fires_once_per_event_and_is_deasserted() {
     if !kvm_usable("gsicb") {
         return;
     }
-    let run = boot("gsicb", config("gsicb"));
-    run.assert_pass();
+    let run = boot("gsicb", config("gsicb"), None);
+    run.assert_passed_and_powered_off();
     assert_eq!(run.number("gsicb: upcalls"), 10, "{}", run.report());
 }

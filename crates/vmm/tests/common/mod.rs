@@ -6,9 +6,23 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// Whether /dev/kvm can be used. Without it the test skips with a printed
-/// reason, except under CI=true, where that is a failure.
-pub fn kvm_available() -> bool {
+pub mod guest_run;
+
+pub fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says why `test` cannot run here and skips it, except under CI=true,
+/// where that is a failure.
+pub fn skip(test: &str, why: &str) {
+    if ci() {
+        panic!("{test}: {why}, and CI=true: this test must run");
+    }
+    eprintln!("{test}: skipped: {why}");
+}
+
+/// Whether /dev/kvm can be used; otherwise `test` is skipped ([`skip`]).
+pub fn kvm_usable(test: &str) -> bool {
     match std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -16,13 +30,15 @@ pub fn kvm_available() -> bool {
     {
         Ok(_) => true,
         Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but /dev/kvm is unusable: {e}");
-            }
-            eprintln!("skipping: /dev/kvm is unusable ({e})");
+            skip(test, &format!("/dev/kvm is unusable ({e})"));
             false
         }
     }
+}
+
+/// [`kvm_usable`] for the hand-assembled guests.
+pub fn kvm_available() -> bool {
+    kvm_usable("kvm test")
 }
 
 /// A console sink whose bytes the test reads after the domain ends.
