@@ -11,7 +11,6 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use xen_emu::platform::ShutdownReason;
 use xen_emu::Domain;
 
 use crate::platform::Shared;
@@ -174,17 +173,6 @@ impl std::fmt::Debug for DomainControl {
 /// `KVM_RUN`.
 const PAUSE_WAIT: Duration = Duration::from_secs(2);
 
-fn reason_of(exit: DomainExit) -> ShutdownReason {
-    match exit {
-        DomainExit::Poweroff => ShutdownReason::Poweroff,
-        DomainExit::Reboot => ShutdownReason::Reboot,
-        DomainExit::Suspend => ShutdownReason::Suspend,
-        DomainExit::Crash => ShutdownReason::Crash,
-        DomainExit::Watchdog => ShutdownReason::Watchdog,
-        DomainExit::SoftReset => ShutdownReason::SoftReset,
-    }
-}
-
 impl DomainControl {
     pub fn new() -> Self {
         Self(Arc::new(Inner {
@@ -270,7 +258,7 @@ impl DomainControl {
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
                 if r.is_none() {
-                    *r = Some(reason_of(exit));
+                    *r = Some(exit);
                 }
                 drop(r);
                 run.shared.request_stop();

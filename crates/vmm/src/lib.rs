@@ -162,16 +162,9 @@ impl ConsoleIo {
     }
 }
 
-/// Why the domain ended (`SCHEDOP_shutdown` reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DomainExit {
-    Poweroff,
-    Reboot,
-    Suspend,
-    Crash,
-    Watchdog,
-    SoftReset,
-}
+/// Why the domain ended: the guest's `SCHEDOP_shutdown` reason, as
+/// xen-emu reports it (one type, so nothing has to translate it).
+pub use xen_emu::platform::ShutdownReason as DomainExit;
 
 /// What [`run_domain`] returns after a guest-initiated shutdown.
 #[derive(Debug, Clone, PartialEq, Eq)]

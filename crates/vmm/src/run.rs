@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use kvm_bindings::{kvm_enable_cap, KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER};
 use kvm_ioctls::{Kvm, MsrFilterDefaultAction, MsrFilterRange, MsrFilterRangeFlags, VmFd};
-use xen_emu::platform::ShutdownReason;
 use xen_emu::{Domain, DomainConfig};
 
 use crate::backends::Backends;
@@ -19,7 +18,7 @@ use crate::platform::{KvmPlatform, Shared};
 use crate::start_info::Module;
 use crate::vcpu::{TrapPath, Vcpu};
 use crate::{acpi, e820, elf, kvm_xen, layout, start_info};
-use crate::{ConsoleIo, DomainExit, RunOutcome, RunStats, VmConfig, VmmError};
+use crate::{ConsoleIo, RunOutcome, RunStats, VmConfig, VmmError};
 
 const KVM_CAP_XEN_HVM: u64 = 38;
 const KVM_CAP_SYNC_REGS: u64 = 74;
@@ -125,17 +124,6 @@ fn setup_trap_path(kvm: &Kvm, vm: &VmFd, hypercall_msr: u32) -> Result<TrapPath,
         .map_err(VmmError::kvm("KVM_X86_SET_MSR_FILTER"))?;
     tracing::info!("hypercalls: hypercall page of port-I/O stubs (MSR {hypercall_msr:#x} filtered), KVM_EXIT_IO");
     Ok(TrapPath::PortIo)
-}
-
-fn exit_of(reason: ShutdownReason) -> DomainExit {
-    match reason {
-        ShutdownReason::Poweroff => DomainExit::Poweroff,
-        ShutdownReason::Reboot => DomainExit::Reboot,
-        ShutdownReason::Suspend => DomainExit::Suspend,
-        ShutdownReason::Crash => DomainExit::Crash,
-        ShutdownReason::Watchdog => DomainExit::Watchdog,
-        ShutdownReason::SoftReset => DomainExit::SoftReset,
-    }
 }
 
 /// Builds the domain described by `config` and runs it until the guest
@@ -465,11 +453,11 @@ fn run_inner(
             ))
         }
     };
-    if let Some(c) = control.filter(|c| c.wants_dump(exit_of(reason))) {
+    if let Some(c) = control.filter(|c| c.wants_dump(reason)) {
         c.record_dump(snapshot_memory(&mem)?);
     }
     Ok(Ended::Shutdown(RunOutcome {
-        exit: exit_of(reason),
+        exit: reason,
         hypervisor_log,
         stats: RunStats {
             time_to_first_entry: first_entry.unwrap_or_default(),
