@@ -20,6 +20,7 @@
 pub mod blkback;
 pub mod blkif;
 pub mod console;
+mod doorbell;
 pub mod evtchn;
 pub mod grant;
 pub mod netback;

@@ -33,7 +33,9 @@ mod tx;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+
+use crate::doorbell::Doorbell;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -210,37 +212,13 @@ pub struct NetDevice {
 struct NetConn {
     stop: Arc<AtomicBool>,
     /// One per queue.
-    bells: Vec<Arc<Bell>>,
+    bells: Vec<Arc<Doorbell>>,
     threads: Vec<JoinHandle<()>>,
     grants: Arc<GrantSession>,
     ring_refs: Vec<u32>,
     ports: Vec<u32>,
     /// TAP queues attached (queue 0 always is).
     attached: usize,
-}
-
-#[derive(Default)]
-struct Bell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Bell {
-    fn ring(&self) {
-        *self.rung.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.cv.notify_all();
-    }
-    fn wait(&self, t: Duration) {
-        let mut r = self.rung.lock().unwrap_or_else(|e| e.into_inner());
-        if !*r {
-            r = self
-                .cv
-                .wait_timeout(r, t)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *r = false;
-    }
 }
 
 impl NetDevice {
@@ -486,7 +464,7 @@ impl NetDevice {
             .map_err(|e| e.to_string())?;
         let rx = BackRing::new(self.env.mem.clone(), vec![pages[1]], netif::RX_SLOT)
             .map_err(|e| e.to_string())?;
-        let bell = Arc::new(Bell::default());
+        let bell = Arc::new(Doorbell::default());
         conn.bells.push(bell.clone());
         let b = Arc::downgrade(&bell);
         let notify: Notify = Arc::new(move || {
@@ -593,7 +571,7 @@ struct Ctx {
     tap: Arc<File>,
     env: RingEnv,
     stop: Arc<AtomicBool>,
-    bell: Arc<Bell>,
+    bell: Arc<Doorbell>,
     tx_port: u32,
     rx_port: u32,
     /// The frontend wrote `feature-sg`=1: RX frames may span slots.

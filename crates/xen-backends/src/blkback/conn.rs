@@ -18,6 +18,8 @@
 //! `fdatasync` returned.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::doorbell::Doorbell;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -69,31 +71,6 @@ pub struct RingEnv {
     /// Called (from a backend thread) when the ring failed for good, so the
     /// owner can take the device to Closing.
     pub on_fatal: Notify,
-}
-
-#[derive(Default)]
-struct Doorbell {
-    rung: Mutex<bool>,
-    cv: Condvar,
-}
-
-impl Doorbell {
-    fn ring(&self) {
-        *self.rung.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        self.cv.notify_one();
-    }
-
-    fn wait(&self, t: Duration) {
-        let mut r = self.rung.lock().unwrap_or_else(|e| e.into_inner());
-        if !*r {
-            r = self
-                .cv
-                .wait_timeout(r, t)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        *r = false;
-    }
 }
 
 struct Shared {
