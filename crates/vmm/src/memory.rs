@@ -362,6 +362,19 @@ impl GuestMemory for DomainMemory {
     }
 }
 
+/// Guest RAM with no VM behind it, for unit tests of code that only reads
+/// and writes guest memory.
+#[cfg(test)]
+pub(crate) fn test_memory(ranges: &[(u64, u64)]) -> DomainMemory {
+    struct NoSlots;
+    impl MemslotSink for NoSlots {
+        fn set_slot(&self, _: u32, _: u64, _: u64, _: u64) -> Result<(), String> {
+            Ok(())
+        }
+    }
+    DomainMemory::new(ranges, Box::new(NoSlots)).expect("test guest memory")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

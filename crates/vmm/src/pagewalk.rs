@@ -98,17 +98,10 @@ fn walk(mem: &dyn GuestMemory, mut table: u64, levels: u32, gva: u64) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{DomainMemory, MemslotSink};
-
-    struct NoSlots;
-    impl MemslotSink for NoSlots {
-        fn set_slot(&self, _: u32, _: u64, _: u64, _: u64) -> Result<(), String> {
-            Ok(())
-        }
-    }
+    use crate::memory::{test_memory, DomainMemory};
 
     fn mem() -> DomainMemory {
-        DomainMemory::new(&[(0, 16 << 20)], Box::new(NoSlots)).expect("mem")
+        test_memory(&[(0, 16 << 20)])
     }
 
     fn put64(m: &DomainMemory, gpa: u64, v: u64) {

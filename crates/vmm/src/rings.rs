@@ -127,17 +127,10 @@ pub fn produce(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::{DomainMemory, MemslotSink};
-
-    struct NoSlots;
-    impl MemslotSink for NoSlots {
-        fn set_slot(&self, _: u32, _: u64, _: u64, _: u64) -> Result<(), String> {
-            Ok(())
-        }
-    }
+    use crate::memory::{test_memory, DomainMemory};
 
     fn mem() -> DomainMemory {
-        DomainMemory::new(&[(0, 1 << 16)], Box::new(NoSlots)).expect("mem")
+        test_memory(&[(0, 1 << 16)])
     }
 
     /// Plays the guest: writes `data` into `ring` as a frontend would.

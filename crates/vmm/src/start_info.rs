@@ -216,22 +216,12 @@ pub fn load(
 mod tests {
     use super::*;
     use crate::elf::build::{image, NoteVia};
-    use crate::memory::{DomainMemory, MemslotSink};
+    use crate::memory::{test_memory, DomainMemory};
     use zerocopy::FromBytes;
-
-    pub(crate) struct NoSlots;
-    impl MemslotSink for NoSlots {
-        fn set_slot(&self, _: u32, _: u64, _: u64, _: u64) -> Result<(), String> {
-            Ok(())
-        }
-    }
 
     fn setup(mib: u64) -> (DomainMemory, RamLayout) {
         let ram = RamLayout::new(mib << 20);
-        (
-            DomainMemory::new(&ram.ranges(), Box::new(NoSlots)).expect("mem"),
-            ram,
-        )
+        (test_memory(&ram.ranges()), ram)
     }
 
     fn read<T: FromBytes>(mem: &DomainMemory, gpa: u64) -> T {
