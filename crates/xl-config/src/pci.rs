@@ -2,6 +2,7 @@
 //! xl-pci-configuration(5)) and the `rdm` reservation string, as libxlu's
 //! `xlu_pci_parse_spec_string` and `xlu_rdm_parse` read them.
 
+use crate::cnum::atoi;
 use crate::keys::NO_NEWLINE;
 use crate::model::{PciDevice, RdmPolicy};
 
@@ -214,22 +215,6 @@ pub fn parse_rdm(s: &str, warn: &mut Vec<String>) -> Option<bool> {
             Some(n) => rest = n,
             None => return Some(host),
         }
-    }
-}
-
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let (neg, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let n = t.bytes().take_while(u8::is_ascii_digit).count();
-    let v = t[..n].parse::<i64>().unwrap_or(0);
-    if neg {
-        -v
-    } else {
-        v
     }
 }
 

@@ -2,6 +2,7 @@
 //! `vkb`.
 
 use super::*;
+use crate::cnum::{atoi, strtoul0};
 
 pub(super) fn pvcalls(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     let Some(specs) = list_strings(ctx, "pvcalls") else {
@@ -184,7 +185,7 @@ pub(super) fn vfbs(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 "vnc" => vfb.vnc.enable = Some(atoi(v) != 0),
                 "vnclisten" => vfb.vnc.listen = s,
                 "vncpasswd" => vfb.vnc.passwd = s,
-                "vncdisplay" => vfb.vnc.display = atoi(v),
+                "vncdisplay" => vfb.vnc.display = atoi(v).into(),
                 "vncunused" => vfb.vnc.findunused = Some(atoi(v) != 0),
                 "keymap" => vfb.keymap = s,
                 "sdl" => vfb.sdl.enable = Some(atoi(v) != 0),
@@ -226,21 +227,21 @@ pub(super) fn vkbs(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 }
                 Some(("unique-id", v)) => vkb.unique_id = Some(v.to_string()),
                 Some(("feature-disable-keyboard", v)) => {
-                    vkb.feature_disable_keyboard = strtoul0(v) != 0
+                    vkb.feature_disable_keyboard = strtoul0(v).0 != 0
                 }
                 Some(("feature-disable-pointer", v)) => {
-                    vkb.feature_disable_pointer = strtoul0(v) != 0
+                    vkb.feature_disable_pointer = strtoul0(v).0 != 0
                 }
-                Some(("feature-abs-pointer", v)) => vkb.feature_abs_pointer = strtoul0(v) != 0,
-                Some(("feature-raw-pointer", v)) => vkb.feature_raw_pointer = strtoul0(v) != 0,
-                Some(("feature-multi-touch", v)) => vkb.feature_multi_touch = strtoul0(v) != 0,
-                Some(("multi-touch-width", v)) => vkb.multi_touch_width = strtoul0(v) as u32,
-                Some(("multi-touch-height", v)) => vkb.multi_touch_height = strtoul0(v) as u32,
+                Some(("feature-abs-pointer", v)) => vkb.feature_abs_pointer = strtoul0(v).0 != 0,
+                Some(("feature-raw-pointer", v)) => vkb.feature_raw_pointer = strtoul0(v).0 != 0,
+                Some(("feature-multi-touch", v)) => vkb.feature_multi_touch = strtoul0(v).0 != 0,
+                Some(("multi-touch-width", v)) => vkb.multi_touch_width = strtoul0(v).0 as u32,
+                Some(("multi-touch-height", v)) => vkb.multi_touch_height = strtoul0(v).0 as u32,
                 Some(("multi-touch-num-contacts", v)) => {
-                    vkb.multi_touch_num_contacts = strtoul0(v) as u32
+                    vkb.multi_touch_num_contacts = strtoul0(v).0 as u32
                 }
-                Some(("width", v)) => vkb.width = strtoul0(v) as u32,
-                Some(("height", v)) => vkb.height = strtoul0(v) as u32,
+                Some(("width", v)) => vkb.width = strtoul0(v).0 as u32,
+                Some(("height", v)) => vkb.height = strtoul0(v).0 as u32,
                 _ => {
                     return Err(ctx.key_err("vkb", format!("Unknown string \"{tok}\" in vkb spec")));
                 }

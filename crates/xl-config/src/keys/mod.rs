@@ -575,37 +575,6 @@ fn list_strings(ctx: &Ctx<'_>, key: &str) -> Option<Vec<String>> {
         .map(|items| string_items(items).into_iter().map(str::to_owned).collect())
 }
 
-/// C's `strtoul(s, NULL, 0)`: leading number in any C base, 0 if none.
-fn strtoul0(s: &str) -> u64 {
-    let t = s.trim_start();
-    let (radix, digits) = if let Some(h) = t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        (16, h)
-    } else if t.starts_with('0') {
-        (8, t)
-    } else {
-        (10, t)
-    };
-    let n = digits.chars().take_while(|c| c.is_digit(radix)).count();
-    u64::from_str_radix(&digits[..n], radix).unwrap_or(0)
-}
-
-/// C's `atoi`.
-fn atoi(s: &str) -> i64 {
-    let t = s.trim_start();
-    let (neg, t) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let n = t.bytes().take_while(u8::is_ascii_digit).count();
-    let v = t[..n].parse::<i64>().unwrap_or(0);
-    if neg {
-        -v
-    } else {
-        v
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
