@@ -1,6 +1,8 @@
 //! `cpus` / `cpus_soft`: pCPU sets as xl's `parse_cpurange` reads them
 //! (`"0-3,^2"`, `"all"`, lists of such strings, one per vCPU).
 
+use crate::cnum::{self, Base};
+
 /// How many pCPUs a cpumap can name. xl sizes cpumaps by the host's CPU
 /// count; the oracle host (and our model of it) has 8.
 pub const HOST_CPUS: u32 = 8;
@@ -38,8 +40,8 @@ fn update(part: &str, set: &mut [bool; HOST_CPUS as usize]) -> Result<(), String
     Ok(())
 }
 
-/// xl's `parse_range`: `N` or `N-M` (decimal, `strtoul` leniency on leading
-/// blanks and `+`).
+/// xl's `parse_range`: `N` or `N-M`, each `strtoul(.., 10)` (so blanks,
+/// a sign and negation are accepted; `ULONG_MAX` is refused).
 fn parse_range(s: &str) -> Option<(u64, u64)> {
     let (a, rest) = strtoul(s)?;
     let (b, rest) = match rest.strip_prefix('-') {
@@ -55,15 +57,11 @@ fn parse_range(s: &str) -> Option<(u64, u64)> {
     rest.is_empty().then_some((a, b))
 }
 
+/// One `strtoul(.., 10)` of `parse_range`: the value and the rest, `None`
+/// for no number or `ULONG_MAX`.
 fn strtoul(s: &str) -> Option<(u64, &str)> {
-    let t = s.trim_start_matches([' ', '\t']);
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let n = t.bytes().take_while(u8::is_ascii_digit).count();
-    if n == 0 {
-        return None;
-    }
-    let v: u64 = t[..n].parse().ok()?;
-    (v != u64::MAX).then_some((v, &t[n..]))
+    let p = cnum::strtoul(s, Base::Dec);
+    (p.len > 0 && p.value != u64::MAX).then(|| (p.value, &s[p.len..]))
 }
 
 #[cfg(test)]
@@ -82,5 +80,16 @@ mod tests {
         assert!(parse_cpurange("3-1").is_err());
         assert!(parse_cpurange("x").is_err());
         assert!(parse_cpurange("^all").is_err());
+        assert!(parse_cpurange("allx").is_err());
+        assert!(parse_cpurange("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn strtoul_leniency_is_xls() {
+        // A negative number wraps to a huge pCPU that no cpumap holds.
+        assert_eq!(parse_cpurange("-2"), Ok(vec![]));
+        assert_eq!(parse_cpurange("all,^-2"), Ok((0..8).collect()));
+        assert_eq!(parse_cpurange("\n3"), Ok(vec![3]));
+        assert_eq!(parse_cpurange("3-+4"), Ok(vec![3, 4]));
     }
 }

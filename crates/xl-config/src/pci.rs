@@ -2,39 +2,18 @@
 //! xl-pci-configuration(5)) and the `rdm` reservation string, as libxlu's
 //! `xlu_pci_parse_spec_string` and `xlu_rdm_parse` read them.
 
-use crate::cnum::atoi;
+use crate::cnum::{self, atoi};
 use crate::keys::NO_NEWLINE;
 use crate::model::{PciDevice, RdmPolicy};
 
 /// `LIBXL_PCI_FUNC_ALL`: `BB:DD.*` passes every function through.
 pub const FUNC_ALL: u32 = !0;
 
-/// glibc `sscanf("%x")`: blanks, optional sign, optional `0x` (a bare `0x`
-/// reads as 0), hex digits. Returns the value and the bytes consumed.
+/// glibc `sscanf("%x")` into an `unsigned int`: the low 32 bits of the
+/// value and the bytes consumed.
 fn scan_hex(s: &[u8]) -> Option<(u64, usize)> {
-    let mut p = s.iter().take_while(|b| b.is_ascii_whitespace()).count();
-    if matches!(s.get(p), Some(b'+' | b'-')) {
-        p += 1;
-    }
-    let mut prefixed = false;
-    if s.get(p) == Some(&b'0') && matches!(s.get(p + 1), Some(b'x' | b'X')) {
-        p += 2;
-        prefixed = true;
-    }
-    let n = s[p.min(s.len())..]
-        .iter()
-        .take_while(|b| b.is_ascii_hexdigit())
-        .count();
-    if n == 0 && !prefixed {
-        return None;
-    }
-    let digits = std::str::from_utf8(&s[p..p + n]).ok()?;
-    let v = if n == 0 {
-        0
-    } else {
-        u64::from_str_radix(digits, 16).unwrap_or(u64::MAX)
-    };
-    Some((v, p + n))
+    let s = std::str::from_utf8(s).ok()?;
+    cnum::scanf_hex(s).map(|(v, n)| (u64::from(v as u32), n))
 }
 
 /// `[DDDD:]BB:DD.F` or `.*`; fills the device and returns the bytes used.

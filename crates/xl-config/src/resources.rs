@@ -2,6 +2,7 @@
 //! list items, read as xl reads them (hex port ranges, decimal IRQs,
 //! `START,NUM[@GFN]` hex page ranges).
 
+use crate::cnum::{self, Base};
 use crate::model::{IomemRange, IoportRange};
 
 /// `ioports` item `FIRST[-LAST]` (hex). `Ok((range, warning))`: xl warns and
@@ -38,19 +39,16 @@ pub fn ioport(s: &str) -> Result<(IoportRange, Option<String>), String> {
     ))
 }
 
-/// `irqs` item: a decimal IRQ number.
+/// `irqs` item: a decimal IRQ number (`strtoul(.., 10)`, nothing after it).
 pub fn irq(s: &str) -> Result<u32, String> {
-    let t = s.trim_start();
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let n = t.bytes().take_while(u8::is_ascii_digit).count();
-    if n == 0 || n != t.len() {
+    let p = cnum::strtoul(s, Base::Dec);
+    if p.len == 0 || p.len != s.len() {
         return Err(format!("xl: Invalid argument parsing irq: {s}"));
     }
-    match t.parse::<u64>() {
-        Ok(v) if v < u64::from(u32::MAX) => Ok(v as u32),
-        Ok(v) => Err(format!("xl: irq {v:x} too big")),
-        Err(_) => Err(format!("xl: irq {t} too big")),
+    if p.value >= u64::from(u32::MAX) {
+        return Err(format!("xl: irq {:x} too big", p.value));
     }
+    Ok(p.value as u32)
 }
 
 /// `iomem` item `START,NUM[@GFN]` (hex), as xl's `sscanf`.
@@ -69,26 +67,15 @@ pub fn iomem(s: &str) -> Result<IomemRange, String> {
     Ok(IomemRange { start, number, gfn })
 }
 
-/// `strtoul(s, &end, 16)`: blanks, sign, optional `0x`.
+/// `strtoul(s, &end, 16)`: the value and the rest, `None` for no number.
 fn strtoul16(s: &str) -> Option<(u64, &str)> {
-    scan_hex(s)
+    let p = cnum::strtoul(s, Base::Hex);
+    (p.len > 0).then(|| (p.value, &s[p.len..]))
 }
 
-/// `%x` in scanf / `strtoul(.., 16)`: leading blanks, `+`, optional `0x`,
-/// then at least one hex digit.
+/// `%lx` in xl's `sscanf`: the value and the rest.
 fn scan_hex(s: &str) -> Option<(u64, &str)> {
-    let t = s.trim_start();
-    let t = t.strip_prefix('+').unwrap_or(t);
-    let body = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
-        Some(b) if b.bytes().next().is_some_and(|c| c.is_ascii_hexdigit()) => b,
-        _ => t,
-    };
-    let n = body.bytes().take_while(u8::is_ascii_hexdigit).count();
-    if n == 0 {
-        return None;
-    }
-    let v = u64::from_str_radix(&body[..n], 16).unwrap_or(u64::MAX);
-    Some((v, &body[n..]))
+    cnum::scanf_hex(s).map(|(v, n)| (v, &s[n..]))
 }
 
 #[cfg(test)]
@@ -115,5 +102,21 @@ mod tests {
     fn irqs_are_decimal() {
         assert_eq!(irq("17"), Ok(17));
         assert!(irq("0x11").is_err());
+        assert_eq!(irq("\n017"), Ok(17));
+        assert_eq!(irq("-1"), Err("xl: irq ffffffffffffffff too big".into()));
+        assert_eq!(irq("4294967295"), Err("xl: irq ffffffff too big".into()));
+    }
+
+    #[test]
+    fn negative_and_bare_prefix_hex_read_as_c_does() {
+        assert_eq!(
+            ioport("-3f8").map(|_| ()),
+            Err("xl: ioport fffffffffffffc08 too big".into())
+        );
+        let m = iomem("-1,2").expect("sscanf negates");
+        assert_eq!((m.start, m.number), (u64::MAX, 2));
+        assert_eq!(iomem("0x,2").expect("bare 0x is 0").start, 0);
+        assert!(iomem("0xg,2").is_err());
+        assert!(iomem("fe000 ,2").is_err());
     }
 }

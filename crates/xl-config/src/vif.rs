@@ -1,6 +1,7 @@
 //! Network interface specifications (xl-network-configuration(5)):
 //! comma-separated `key=value` items, as xl's `parse_nic_config` reads them.
 
+use crate::cnum::{self, Base};
 use crate::model::{Nic, NicType};
 
 /// Libxl field names of the COLO string keys, in IDL order, with the xl.cfg
@@ -108,29 +109,21 @@ fn item(
     Ok(())
 }
 
-/// xl's MAC parsing: six `strtoul(.., 16)` fields, each <= 255, any one
+/// xl's MAC parsing: six `strtoul(.., 16)` fields stored in an `unsigned
+/// int` (so only the low 32 bits are checked against 255), any one
 /// separator character between them. Like xl, fields before a bad one stay
 /// written.
 fn parse_mac(s: &str, mac: &mut [u8; 6]) -> Option<()> {
-    let b = s.as_bytes();
     let mut p = 0usize;
     for slot in mac.iter_mut() {
-        let rest = b.get(p..)?;
-        let blanks = rest.iter().take_while(|c| c.is_ascii_whitespace()).count();
-        let digits = rest[blanks..]
-            .iter()
-            .take_while(|c| c.is_ascii_hexdigit())
-            .count();
-        if digits == 0 {
-            return None;
-        }
-        let text = std::str::from_utf8(&rest[blanks..blanks + digits]).ok()?;
-        let v = u64::from_str_radix(text, 16).unwrap_or(u64::MAX);
-        if v > 255 {
+        let rest = s.get(p..)?;
+        let n = cnum::strtoul(rest, Base::Hex);
+        let v = n.value as u32;
+        if n.len == 0 || v > 255 {
             return None;
         }
         *slot = v as u8;
-        p += blanks + digits + 1;
+        p += n.len + 1;
     }
     Some(())
 }
@@ -157,23 +150,10 @@ pub fn parse_rate(rate: &str, stale_erange: bool) -> Result<(u64, u32), String> 
     Ok((bytes_per_sec * u64::from(usecs) / 1_000_000, usecs))
 }
 
-/// `strtoull(s, &end, 0)` over a string the regexes already limited to
-/// leading decimal digits: returns the value, the rest, and ERANGE.
+/// `strtoull(s, &end, 0)`: the value, the rest, and ERANGE.
 fn strtoull0(s: &str) -> (u64, &str, bool) {
-    let n = s.bytes().take_while(u8::is_ascii_digit).count();
-    let (radix, digits) = if n > 1 && s.starts_with('0') {
-        let octal = 1 + s[1..]
-            .bytes()
-            .take_while(|b| (b'0'..=b'7').contains(b))
-            .count();
-        (8, &s[..octal])
-    } else {
-        (10, &s[..n])
-    };
-    match u64::from_str_radix(digits, radix) {
-        Ok(v) => (v, &s[digits.len()..], false),
-        Err(_) => (u64::MAX, &s[digits.len()..], true),
-    }
+    let p = cnum::strtoul(s, Base::Auto);
+    (p.value, &s[p.len..], p.erange)
 }
 
 fn matches_bytes_re(s: &str) -> bool {
@@ -248,5 +228,19 @@ mod tests {
         assert!(parse_vif("mac=zz", 0, false, &mut w).is_ok());
         assert!(w.iter().any(|m| m.contains("mac")));
         assert!(parse_vif("rate=fast", 0, false, &mut w).is_err());
+    }
+
+    #[test]
+    fn mac_fields_are_strtoul_base_16() {
+        let mut mac = [0u8; 6];
+        assert_eq!(parse_mac("0x1:16:3e:01:02:03", &mut mac), Some(()));
+        assert_eq!(mac, [1, 0x16, 0x3e, 1, 2, 3]);
+        assert_eq!(parse_mac("+a: 16:3e:01:02:3x", &mut mac), Some(()));
+        assert_eq!(mac, [0xa, 0x16, 0x3e, 1, 2, 3]);
+        // Stored in an unsigned int: only the low 32 bits are range-checked.
+        assert_eq!(parse_mac("1000000ff:0:0:0:0:0", &mut mac), Some(()));
+        assert_eq!(mac[0], 0xff);
+        assert_eq!(parse_mac("-1:0:0:0:0:0", &mut mac), None);
+        assert_eq!(parse_mac("100:0:0:0:0:0", &mut mac), None);
     }
 }
