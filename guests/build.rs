@@ -116,6 +116,26 @@ const GUESTS: &[Guest] = &[
         source: "c/evtbench.c",
         bits: 64,
     },
+    Guest {
+        name: "hotplug",
+        source: "c/hotplug.c",
+        bits: 64,
+    },
+    Guest {
+        name: "pirq",
+        source: "c/pirq.c",
+        bits: 64,
+    },
+    Guest {
+        name: "gntmap",
+        source: "c/gntmap.c",
+        bits: 64,
+    },
+    Guest {
+        name: "balloon",
+        source: "c/balloon.c",
+        bits: 64,
+    },
 ];
 
 const CFLAGS: &[&str] = &[

@@ -13,6 +13,7 @@
 //! | `shutdown` | `sched_op` shutdown with the reason named on its command line |
 //! | `console` | the primary console ring: output, then input echoed back |
 //! | `fault` | a triple fault (no IDT), which Xen turns into a reboot |
+//! | `hotplug` | boots with no disk; connects to vbds plugged in while it runs, prints sector 0, closes its end on unplug (no verdict: runs until destroyed) |
 
 use std::path::PathBuf;
 

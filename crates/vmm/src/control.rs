@@ -1,7 +1,9 @@
 //! The toolstack's handle on a running domain (what libxl gets from Xen's
 //! domctls): pause and unpause every vCPU, destroy, a forced shutdown with a
 //! reason, the live `console_io` log (`xl dmesg`) and a core dump of guest
-//! memory and vCPU registers taken when the domain stops.
+//! memory and vCPU registers taken when the domain stops, and hot-plug of
+//! disks and network interfaces while the guest runs (`xl block-attach`,
+//! `block-detach`, `network-attach`, `network-detach`).
 //!
 //! A [`DomainControl`] is created by the caller, handed to
 //! [`run_domain_controlled`](crate::run_domain_controlled) and may be used
@@ -13,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use xen_emu::Domain;
 
+use crate::devices::{DeviceClass, Hotplug, HotplugError, PvDevice, UnplugMode, Unplugged};
 use crate::platform::Shared;
 use crate::{DomainExit, RunOutcome};
 
@@ -138,6 +141,8 @@ struct State {
     /// vCPUs inside `KVM_RUN` (between `enter_guest` and `leave_guest`).
     in_guest: u32,
     run: Option<Attached>,
+    /// The running domain's device thread.
+    hotplug: Option<Hotplug>,
     registers: Vec<Option<VcpuRegisters>>,
 }
 
@@ -297,6 +302,33 @@ impl DomainControl {
         self.state().run.is_some()
     }
 
+    /// Plugs a disk or network interface into the running domain, with the
+    /// same backend and XenStore nodes a `disk=` / `vif=` entry gets at
+    /// boot. Returns the device id. Refused when the device id is in use
+    /// ([`HotplugError::Exists`]).
+    pub fn attach_device(&self, dev: PvDevice) -> Result<u32, HotplugError> {
+        self.hotplug()?.attach(dev)
+    }
+
+    /// Unplugs device `devid` of `class` as libxl does: the backend goes
+    /// offline and Closing, the frontend gets up to
+    /// [`REMOVE_TIMEOUT`](crate::REMOVE_TIMEOUT) to close, then the
+    /// backend releases everything and removes the XenStore directories.
+    /// `mode` says what happens when the frontend does not close (see
+    /// [`UnplugMode`]). Blocks until the device is gone or the unplug failed.
+    pub fn detach_device(
+        &self,
+        class: DeviceClass,
+        devid: u32,
+        mode: UnplugMode,
+    ) -> Result<Unplugged, HotplugError> {
+        self.hotplug()?.detach(class, devid, mode)
+    }
+
+    fn hotplug(&self) -> Result<Hotplug, HotplugError> {
+        self.state().hotplug.clone().ok_or(HotplugError::NotRunning)
+    }
+
     /// Sets which exit reasons make the next runs record a [`CoreDump`].
     pub fn set_dump_policy(&self, policy: DumpPolicy) {
         *self.0.policy.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
@@ -331,8 +363,16 @@ impl DomainControl {
         }
     }
 
+    /// Connects hot-plug requests to this run's device thread.
+    pub(crate) fn attach_devices(&self, hotplug: Hotplug) {
+        self.state().hotplug = Some(hotplug);
+    }
+
     pub(crate) fn detach(&self) {
-        self.state().run = None;
+        let mut s = self.state();
+        s.run = None;
+        s.hotplug = None;
+        drop(s);
         self.0.cond.notify_all();
     }
 
@@ -409,6 +449,15 @@ mod tests {
         c.destroy();
         assert!(c.is_destroyed());
         assert!(c.hypervisor_log().is_empty());
+    }
+
+    #[test]
+    fn hotplug_without_a_run_is_refused() {
+        let c = DomainControl::new();
+        assert_eq!(
+            c.detach_device(DeviceClass::Vbd, 51712, UnplugMode::Safe),
+            Err(HotplugError::NotRunning)
+        );
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! hypercall, and the host-side timing both are read back with, exist only
 //! when the config flag is set: for any other guest the number is not a
 //! Xen hypercall and reaches the dispatcher, which answers `-ENOSYS`.
+//!
+//! Guest tests use the same flag for test triggers and probes that only
+//! the VMM can provide: an emulated device writing an MSI or driving a GSI
+//! (the PIRQ test), and how much of a guest range is resident in host
+//! memory (the balloon test).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -26,6 +31,73 @@ pub const OP_RESET_TIMES: u64 = 1;
 pub const OP_TOTAL_NS: u64 = 2;
 /// Number of exits recorded for key `arg1`.
 pub const OP_COUNT: u64 = 3;
+/// Test trigger (guest tests, see `crates/vmm/tests/guests_pirq.rs`): an
+/// emulated device writes MSI address `arg1`, data `arg2`, exactly as a
+/// VMM device model would: offered to [`xen_emu::Domain::deliver_msi`]
+/// first (a PIRQ event; returns 1), else signalled to KVM (returns 0).
+pub const OP_DEVICE_MSI: u64 = 16;
+/// Test trigger: an emulated device drives GSI `arg1` to level `arg2`
+/// (0/1): [`xen_emu::Domain::deliver_gsi`] first (returns 1), else
+/// `KVM_IRQ_LINE` on the interrupt controller (returns 0).
+pub const OP_DEVICE_GSI: u64 = 17;
+/// Test probe: how many of the `arg2` guest pages from guest-physical
+/// `arg1` are resident in host memory (`mincore`), to check that a
+/// ballooned-out page went back to the host.
+pub const OP_RESIDENT_PAGES: u64 = 18;
+
+/// The sub-commands that act on the domain rather than on the benchmark's
+/// timing; `None` for the others (then [`HostTimes::hypercall`]).
+pub(crate) fn domain_op(
+    vm: &VmFd,
+    domain: &xen_emu::Domain,
+    mem: &crate::memory::DomainMemory,
+    args: [u64; 5],
+) -> Option<i64> {
+    const EINVAL: i64 = -22;
+    let r = match args[0] {
+        OP_DEVICE_MSI => {
+            let Ok(data) = u32::try_from(args[2]) else {
+                return Some(EINVAL);
+            };
+            if domain.deliver_msi(args[1], data) {
+                1
+            } else {
+                let msi = kvm_bindings::kvm_msi {
+                    address_lo: args[1] as u32,
+                    address_hi: (args[1] >> 32) as u32,
+                    data,
+                    ..Default::default()
+                };
+                match vm.signal_msi(msi) {
+                    Ok(_) => 0,
+                    Err(e) => -i64::from(e.errno()),
+                }
+            }
+        }
+        OP_DEVICE_GSI => {
+            let (Ok(gsi), Ok(level)) = (u32::try_from(args[1]), u8::try_from(args[2])) else {
+                return Some(EINVAL);
+            };
+            if level > 1 {
+                return Some(EINVAL);
+            }
+            if domain.deliver_gsi(gsi, level == 1) {
+                1
+            } else {
+                match vm.set_irq_line(gsi, level == 1) {
+                    Ok(()) => 0,
+                    Err(e) => -i64::from(e.errno()),
+                }
+            }
+        }
+        OP_RESIDENT_PAGES => match mem.resident_pages(args[1], args[2]) {
+            Ok(n) => n as i64,
+            Err(_) => EINVAL,
+        },
+        _ => return None,
+    };
+    Some(r)
+}
 
 /// Host time per hypercall, from its exit being decoded (right after
 /// `KVM_RUN` returned) to the next `KVM_RUN`, keyed by `nr << 8 | (arg0 & 0xff)` (the op or

@@ -34,7 +34,10 @@ mod run;
 mod smp;
 
 pub use control::{CoreDump, DomainControl, Ended, MemoryRange, VcpuRegisters};
-pub use devices::{ConsoleHost, ConsoleSpec, DiskSpec, NetHotplug, NetSpec, VifSpec};
+pub use devices::{
+    vdev_to_devid, ConsoleHost, ConsoleSpec, DeviceClass, DiskImageFormat, DiskSpec, HotplugError,
+    NetHotplug, NetSpec, PvDevice, UnplugMode, Unplugged, VifSpec, REMOVE_TIMEOUT,
+};
 pub use error::VmmError;
 pub use run::{run_domain, run_domain_controlled, run_domain_with_store};
 
@@ -100,16 +103,25 @@ pub struct VmConfig {
     pub max_event_channels: u32,
     /// `xen_evtchn_max_pirq` (default 256).
     pub max_pirq: u32,
+    /// Xen's `XEN_X86_EMU_USE_PIRQ` emulation flag (`xen_arch_domainconfig`),
+    /// which libxl sets for HVM guests: PIRQs (`physdev_op` map/unmap/eoi,
+    /// `EVTCHNOP_bind_pirq`, `XENFEAT_hvm_pirqs`). Xen never gives it to a
+    /// PVH guest; since xkvm boots only PVH kernels, setting it is a
+    /// test-only divergence from Xen that lets a PVH test kernel exercise
+    /// the HVM PIRQ path. Never set from xl.cfg. Default off.
+    pub emu_use_pirq: bool,
     /// PV block devices (`disk=`), served by `xen-backends`.
     pub disks: Vec<DiskSpec>,
     /// Extra PV consoles and `channel=` entries (device ids from 1).
     pub consoles: Vec<ConsoleSpec>,
     /// PV network interfaces (`vif=`), each on a host TAP device.
     pub vifs: Vec<VifSpec>,
-    /// Benchmarks only, never set from xl.cfg: enables an xkvm-private
-    /// hypercall (number 127) that signals an MSI and reads back host-side
-    /// times (see `docs/core-services.md`). Off, a guest calling 127 gets
-    /// Xen's `-ENOSYS`.
+    /// Benchmarks and tests only, never set from xl.cfg: enables an
+    /// xkvm-private hypercall (number 127) that signals an MSI, reads back
+    /// host-side times, and offers test triggers/probes (device MSI/GSI,
+    /// resident guest pages; see `crates/vmm/src/debug_hook.rs` and
+    /// `docs/core-services.md`). Off, a guest calling 127 gets Xen's
+    /// `-ENOSYS`.
     pub debug_hypercall: bool,
 }
 
@@ -136,6 +148,7 @@ impl VmConfig {
             max_grant_frames: 64,
             max_event_channels: 1023,
             max_pirq: 256,
+            emu_use_pirq: false,
             disks: Vec::new(),
             consoles: Vec::new(),
             vifs: Vec::new(),

@@ -76,6 +76,10 @@ struct Overlay {
 pub struct DomainMemory {
     ram: GuestMemoryMmap,
     overlays: RwLock<Vec<Overlay>>,
+    /// The guest's mappings of its own grants (`GNTTABOP_map_grant_ref`
+    /// with `GNTMAP_host_map`): gfn → (host address of the granted page,
+    /// KVM slot aliasing it there).
+    grant_aliases: RwLock<std::collections::BTreeMap<u64, (u64, u32)>>,
     slots: Mutex<SlotTable>,
     sink: Box<dyn MemslotSink>,
 }
@@ -99,6 +103,7 @@ impl DomainMemory {
         let mem = Self {
             ram,
             overlays: RwLock::new(Vec::new()),
+            grant_aliases: RwLock::new(std::collections::BTreeMap::new()),
             slots: Mutex::new(SlotTable::default()),
             sink,
         };
@@ -221,6 +226,16 @@ impl DomainMemory {
             tracing::warn!("mapping {page:?} at gfn {gfn:#x}: {e}");
             MapError::BadGfn(gfn)
         };
+        // A grant alias the guest left here goes first (Xen would crash
+        // the domain); the guest's later unmap of it finds nothing to do.
+        let alias = self
+            .grant_aliases
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&gfn);
+        if let Some((_, slot)) = alias {
+            self.remove(slot).map_err(bad)?;
+        }
         // Take the page away from the overlay that is there now, if any.
         if let Some(other) = overlays
             .iter()
@@ -249,8 +264,104 @@ impl DomainMemory {
         Ok(())
     }
 
-    /// Host address of the overlay currently at `gfn`.
+    /// How many of the `pages` RAM pages from `gpa` (page aligned, within
+    /// one RAM region) are resident in host memory (`mincore`): lets tests
+    /// see that a discarded page went back to the host.
+    pub fn resident_pages(&self, gpa: u64, pages: u64) -> Result<u64, MemError> {
+        if gpa % PAGE_SIZE != 0 {
+            return Err(MemError::Misaligned(gpa));
+        }
+        let len = pages
+            .checked_mul(PAGE_SIZE)
+            .and_then(|l| usize::try_from(l).ok())
+            .ok_or(MemError::Unbacked(gpa))?;
+        if len == 0 {
+            return Ok(0);
+        }
+        // `get_slice` fails unless the whole range is in one region.
+        let slice = self
+            .ram
+            .get_slice(GuestAddress(gpa), len)
+            .map_err(|_| MemError::Unbacked(gpa))?;
+        let host = slice.ptr_guard_mut().as_ptr();
+        let mut vec = vec![0u8; pages as usize];
+        // SAFETY: `host..host + len` is one mapped, page-aligned range of
+        // guest RAM (checked above); `vec` has one byte per page.
+        let rc = unsafe { libc::mincore(host.cast(), len, vec.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(MemError::Unbacked(gpa));
+        }
+        Ok(vec.iter().filter(|&&b| b & 1 != 0).count() as u64)
+    }
+
+    /// Shows the page at guest-physical `frame` (RAM or an overlay) a
+    /// second time at `gfn`, with a KVM memslot aliasing its host memory
+    /// (KVM allows slots to share host memory). A RAM slot covering `gfn`
+    /// (a frame the guest ballooned out) is split around it. See
+    /// [`xen_emu::platform::Platform::map_grant_page`].
+    pub fn map_grant_alias(&self, gfn: u64, frame: Gpa) -> Result<(), MapError> {
+        if gfn > MAX_OVERLAY_GFN || frame % PAGE_SIZE != 0 {
+            return Err(MapError::BadGfn(gfn));
+        }
+        let bad = |e: String| {
+            tracing::warn!("grant mapping at gfn {gfn:#x}: {e}");
+            MapError::BadGfn(gfn)
+        };
+        // Resolve the source before taking the alias lock (host_ptr reads it).
+        let host = self
+            .host_ptr(frame, PAGE_SIZE)
+            .map_err(|_| MapError::BadGfn(gfn))? as u64;
+        if self.overlay_host(gfn).is_some() {
+            return Err(MapError::BadGfn(gfn));
+        }
+        let mut aliases = self
+            .grant_aliases
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if aliases.contains_key(&gfn) {
+            return Err(MapError::BadGfn(gfn));
+        }
+        let gpa = gfn * PAGE_SIZE;
+        self.punch(gpa).map_err(bad)?;
+        let slot = match self.install(Slot {
+            gpa,
+            size: PAGE_SIZE,
+            host,
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.restore(gpa);
+                return Err(bad(e));
+            }
+        };
+        aliases.insert(gfn, (host, slot));
+        Ok(())
+    }
+
+    /// Removes the grant alias at `gfn`, giving back the RAM behind it.
+    pub fn unmap_grant_alias(&self, gfn: u64) {
+        let mut aliases = self
+            .grant_aliases
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, slot)) = aliases.remove(&gfn) {
+            if let Err(e) = self
+                .remove(slot)
+                .and_then(|_| self.restore(gfn * PAGE_SIZE))
+            {
+                tracing::warn!("grant unmapping at gfn {gfn:#x}: {e}");
+            }
+        }
+    }
+
+    /// Host address of the overlay (or grant alias) currently at `gfn`.
     fn overlay_host(&self, gfn: u64) -> Option<*mut u8> {
+        {
+            let aliases = self.grant_aliases.read().unwrap_or_else(|e| e.into_inner());
+            if let Some((host, _)) = aliases.get(&gfn) {
+                return Some(*host as *mut u8);
+            }
+        }
         let overlays = self.overlays.read().unwrap_or_else(|e| e.into_inner());
         overlays
             .iter()
@@ -360,6 +471,40 @@ impl GuestMemory for DomainMemory {
     fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
         self.atomic(gpa)
     }
+
+    fn host_range(&self, gpa: Gpa, len: usize) -> Option<std::ptr::NonNull<u8>> {
+        // `host_ptr` checks that the range stays in `gpa`'s page and is
+        // backed (RAM or an overlay page, both mapped while we live).
+        let len = u64::try_from(len).ok().filter(|&l| l <= PAGE_SIZE)?;
+        std::ptr::NonNull::new(self.host_ptr(gpa, len).ok()?)
+    }
+
+    fn discard_page(&self, gpa: Gpa) -> Result<bool, MemError> {
+        if gpa % PAGE_SIZE != 0 {
+            return Err(MemError::Misaligned(gpa));
+        }
+        // An overlay's host page is not RAM and must keep its contents.
+        if self.overlay_host(gpa / PAGE_SIZE).is_some() {
+            return Err(MemError::Unbacked(gpa));
+        }
+        self.ram
+            .get_slice(GuestAddress(gpa), PAGE_SIZE as usize)
+            .map_err(|_| MemError::Unbacked(gpa))?;
+        let host = self
+            .ram
+            .get_host_address(GuestAddress(gpa))
+            .map_err(|_| MemError::Unbacked(gpa))?;
+        // Guest RAM is anonymous private memory (`GuestMemoryMmap::from_ranges`),
+        // so MADV_DONTNEED frees the page and the next touch (guest or VMM)
+        // finds a fresh zero page; KVM drops its mapping through the MMU
+        // notifier. References from the atomic accessors stay valid: the
+        // mapping itself remains.
+        // SAFETY: `host` is the page-aligned start of one page inside a
+        // mapping this object owns (checked by `get_slice` above); dropping
+        // its contents is what the guest asked for.
+        let rc = unsafe { libc::madvise(host.cast(), PAGE_SIZE as usize, libc::MADV_DONTNEED) };
+        Ok(rc == 0)
+    }
 }
 
 /// Guest RAM with no VM behind it, for unit tests of code that only reads
@@ -453,6 +598,145 @@ mod tests {
         let mut b = [0u8; 4];
         m.read(0xf000_0008, &mut b).expect("read");
         assert_eq!(u32::from_le_bytes(b), 7);
+    }
+
+    /// Resident bytes of the host mapping that contains `addr`, from
+    /// `/proc/self/smaps`.
+    fn mapping_rss(addr: u64) -> u64 {
+        let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
+        let mut inside = false;
+        for line in smaps.lines() {
+            let head = line.split_whitespace().next().unwrap_or("");
+            if let Some((a, b)) = head.split_once('-') {
+                if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                    inside = addr >= a && addr < b;
+                    continue;
+                }
+            }
+            if inside {
+                if let Some(kb) = line.strip_prefix("Rss:") {
+                    let kb = kb.trim().trim_end_matches("kB").trim();
+                    return kb.parse::<u64>().expect("Rss value") * 1024;
+                }
+            }
+        }
+        panic!("no mapping contains {addr:#x}");
+    }
+
+    #[test]
+    fn discarded_pages_leave_the_host_and_read_zero() {
+        const SIZE: u64 = 64 << 20;
+        const GONE: u64 = 32 << 20;
+        let (m, _) = mem(SIZE);
+        let host = m.ram().get_host_address(GuestAddress(0)).expect("host") as u64;
+        for gpa in (0..SIZE).step_by(PAGE_SIZE as usize) {
+            m.write(gpa, &[0x5a; 8]).expect("touch");
+        }
+        let before = mapping_rss(host);
+        assert!(before >= SIZE - (1 << 20), "all pages resident: {before}");
+        for gpa in (0x10_0000..0x10_0000 + GONE).step_by(PAGE_SIZE as usize) {
+            assert_eq!(m.discard_page(gpa), Ok(true));
+        }
+        let after = mapping_rss(host);
+        assert!(
+            before.saturating_sub(after) >= GONE - (1 << 20),
+            "RSS {before} -> {after} should drop by about {GONE}"
+        );
+        let mut b = [0xffu8; 8];
+        m.read(0x20_0000, &mut b).expect("read discarded");
+        assert_eq!(b, [0; 8], "a discarded page reads zero");
+        m.read(0x0, &mut b).expect("read kept");
+        assert_eq!(b, [0x5a; 8], "pages outside the range keep their data");
+        m.read(0x10_0000 + GONE, &mut b).expect("read kept");
+        assert_eq!(b, [0x5a; 8]);
+        // mincore agrees (the page read above may be mapped again, as the
+        // shared zero page).
+        let gone_pages = GONE / PAGE_SIZE;
+        let back = m.resident_pages(0x10_0000, gone_pages).expect("mincore");
+        assert!(back <= 1, "{back} discarded pages resident");
+        assert_eq!(m.resident_pages(0, 0x100), Ok(0x100));
+        assert!(m.resident_pages(0, SIZE / PAGE_SIZE + 1).is_err());
+    }
+
+    #[test]
+    fn discard_refuses_overlays_and_bad_addresses() {
+        let (m, _) = mem(1 << 20);
+        m.map_overlay(SpecialPage::SharedInfo, 5).expect("map");
+        m.write(0x5000, &[7; 4]).expect("write overlay");
+        assert_eq!(m.discard_page(0x5000), Err(MemError::Unbacked(0x5000)));
+        let mut b = [0u8; 4];
+        m.read(0x5000, &mut b).expect("read");
+        assert_eq!(b, [7; 4], "overlay contents kept");
+        assert_eq!(m.discard_page(0x6001), Err(MemError::Misaligned(0x6001)));
+        assert_eq!(
+            m.discard_page(1 << 20),
+            Err(MemError::Unbacked(1 << 20)),
+            "beyond RAM"
+        );
+    }
+
+    #[test]
+    fn grant_alias_shows_the_same_page_elsewhere_and_unmap_restores_ram() {
+        let (m, sink) = mem(1 << 20);
+        m.write(0x3000, b"granted!").expect("write source");
+        // Outside RAM: a slot of its own on the source's host page.
+        m.map_grant_alias(0xe0000, 0x3000).expect("alias in a hole");
+        let mut b = [0u8; 8];
+        m.read(0xe000_0000, &mut b).expect("read alias");
+        assert_eq!(&b, b"granted!");
+        m.write(0xe000_0004, b"ALIA").expect("write alias");
+        m.read(0x3000, &mut b).expect("read source");
+        assert_eq!(&b, b"granALIA", "one page behind both frames");
+        let host3 = slot_at(&sink, 0x3000).map(|s| s.host + (0x3000 - s.gpa));
+        assert_eq!(slot_at(&sink, 0xe000_0000).map(|s| s.host), host3);
+        m.unmap_grant_alias(0xe0000);
+        assert!(slot_at(&sink, 0xe000_0000).is_none());
+        assert!(m.read(0xe000_0000, &mut b).is_err());
+        // Inside RAM (a ballooned frame): the RAM slot is split and comes back.
+        m.write(0x8000, &[0x11; 8]).expect("ram");
+        m.map_grant_alias(8, 0x3000).expect("alias over RAM");
+        m.read(0x8000, &mut b).expect("read alias");
+        assert_eq!(&b[..4], b"gran");
+        assert_eq!(slot_at(&sink, 0x8000).map(|s| s.size), Some(PAGE_SIZE));
+        m.unmap_grant_alias(8);
+        m.read(0x8000, &mut b).expect("read ram");
+        assert_eq!(b, [0x11; 8]);
+        // Bad: taken, source not memory, target an overlay, gfn too high.
+        m.map_grant_alias(0xe0002, 0x3000).expect("alias");
+        assert!(m.map_grant_alias(0xe0002, 0x4000).is_err());
+        // An overlay placed on an alias replaces it.
+        m.map_overlay(SpecialPage::GrantFrame(1), 0xe0002)
+            .expect("overlay on alias");
+        m.read(0xe000_2000, &mut b).expect("read overlay");
+        assert_eq!(b, [0; 8], "the overlay's page, not the alias's");
+        m.unmap_grant_alias(0xe0002);
+        assert!(slot_at(&sink, 0xe000_2000).is_some(), "overlay slot kept");
+        assert!(m.map_grant_alias(0xe0001, 1 << 20).is_err());
+        m.map_overlay(SpecialPage::SharedInfo, 9).expect("overlay");
+        assert!(m.map_grant_alias(9, 0x3000).is_err());
+        assert!(m.map_grant_alias(MAX_OVERLAY_GFN + 1, 0x3000).is_err());
+    }
+
+    #[test]
+    fn host_range_points_into_the_page_and_refuses_crossing_or_unbacked_ranges() {
+        let (m, _) = mem(1 << 20);
+        let p = m.host_range(0x5100, 0x100).expect("RAM range");
+        // SAFETY: `p` covers 0x100 bytes of guest RAM that `m` keeps mapped.
+        unsafe { std::ptr::write_bytes(p.as_ptr(), 0x5a, 0x100) };
+        let mut b = [0u8; 0x102];
+        m.read(0x50ff, &mut b).expect("read back");
+        assert_eq!((b[0], b[1], b[0x100], b[0x101]), (0, 0x5a, 0x5a, 0));
+        assert!(m.host_range(0x5f00, 0x101).is_none(), "crosses a page");
+        assert!(m.host_range(0x5000, usize::MAX).is_none());
+        assert!(m.host_range(1 << 20, 1).is_none(), "past RAM");
+        // An overlay page is reached at its current place.
+        m.map_overlay(SpecialPage::SharedInfo, 7).expect("overlay");
+        let o = m.host_range(0x7008, 8).expect("overlay range");
+        // SAFETY: 8 bytes inside the overlay page, mapped while `m` lives.
+        unsafe { std::ptr::write_bytes(o.as_ptr(), 0x77, 8) };
+        let mut c = [0u8; 8];
+        m.read(0x7008, &mut c).expect("read overlay");
+        assert_eq!(c, [0x77; 8]);
     }
 
     #[test]

@@ -135,6 +135,14 @@ impl Platform for KvmPlatform {
         self.mem.map_overlay(page, gfn)
     }
 
+    fn map_grant_page(&self, gfn: u64, frame: Gpa) -> Result<(), MapError> {
+        self.mem.map_grant_alias(gfn, frame)
+    }
+
+    fn unmap_grant_page(&self, gfn: u64) {
+        self.mem.unmap_grant_alias(gfn)
+    }
+
     fn set_pvclock_area(&self, vcpu: u32, gpa: Gpa) {
         if let Some(q) = self.shared.pending_msrs.get(vcpu as usize) {
             q.lock()

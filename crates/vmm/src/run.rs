@@ -283,6 +283,7 @@ fn run_inner(
         current_pages: (config.memory_mib << 20) / layout::PAGE_SIZE,
         max_pages: (config.max_memory_mib << 20) / layout::PAGE_SIZE,
         timer_mode: config.timer_mode as u64,
+        has_pirq: config.emu_use_pirq,
         ..DomainConfig::default()
     };
     let domain = Domain::new(dcfg, mem.clone(), platform.clone());
@@ -320,6 +321,7 @@ fn run_inner(
     }
     if let Some(c) = control {
         c.attach(shared.clone(), domain.clone(), online);
+        c.attach_devices(devices.hotplug());
     }
     // Detaches the control handle however this function returns.
     let _detach = DetachOnDrop(control);
@@ -414,9 +416,7 @@ fn run_inner(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    if let Some(d) = devices {
-        d.stop();
-    }
+    devices.stop();
     let console_result = backends.stop();
     let mut bsp = None;
     let mut first_error = spawn_error;

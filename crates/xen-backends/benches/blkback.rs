@@ -13,7 +13,10 @@
 //!   `fio --ioengine=psync --numjobs=4` would.
 //!
 //! Run: `cargo bench -p xen-backends --bench blkback`
-//! (`BLKBENCH_ONLY`, `BLKBENCH_REPS`, `BLKBENCH_SECS` narrow it down).
+//! (`BLKBENCH_ONLY`, `BLKBENCH_REPS`, `BLKBENCH_SECS`, `BLKBENCH_SIDE`
+//! narrow it down). Besides throughput it reports bytes per CPU-second of
+//! the whole process (backend and frontend threads, or the baseline's),
+//! which the load of a shared machine disturbs much less than wall time.
 //! Results are printed, never asserted; see docs/backends.md.
 
 #![allow(clippy::unwrap_used)]
@@ -59,15 +62,48 @@ struct Result_ {
     backend: f64,
     fio: f64,
     direct: f64,
+    /// Bytes per CPU-second (all threads of this process).
+    backend_cpu: f64,
+    fio_cpu: f64,
 }
 
-fn backend_run(path: &Path, op: u8, big: bool) -> f64 {
+/// One run: bytes per wall-clock second and per CPU-second.
+#[derive(Clone, Copy)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+}
+
+/// User + system CPU time of the whole process so far, in seconds: the
+/// backend's threads and the frontend's, or the baseline's.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a live, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 * 1e-6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// Measures `run` (which returns the bytes it moved) over wall and CPU time.
+fn rate(run: impl FnOnce() -> (u64, f64)) -> Rate {
+    let cpu0 = cpu_secs();
+    let (bytes, secs) = run();
+    let cpu = (cpu_secs() - cpu0).max(1e-9);
+    Rate {
+        wall: bytes as f64 / secs,
+        cpu: bytes as f64 / cpu,
+    }
+}
+
+fn backend_run(path: &Path, op: u8, big: bool) -> Rate {
     let spec = BlockSpec {
         path: path.to_owned(),
         vdev: "xvda".into(),
         readonly: false,
         cdrom: false,
         discard: false,
+        format: Default::default(),
     };
     let mut h = BlkHarness::connect(spec, Abi::X86_64, 2, true, 160 << 20).unwrap();
     let qd: usize = if big { 4 } else { 32 };
@@ -125,75 +161,80 @@ fn backend_run(path: &Path, op: u8, big: bool) -> f64 {
     if h.ring.push_requests() {
         h.guest.evtchn.kick(h.port);
     }
-    let start = Instant::now();
-    let mut done = 0u64;
-    while start.elapsed() < run_len() {
-        let seen = h.guest.evtchn.notifications();
-        let rs = h.ring.take_responses();
-        if rs.is_empty() {
-            h.guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
-            continue;
+    let r = rate(|| {
+        let start = Instant::now();
+        let mut done = 0u64;
+        while start.elapsed() < run_len() {
+            let seen = h.guest.evtchn.notifications();
+            let rs = h.ring.take_responses();
+            if rs.is_empty() {
+                h.guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
+                continue;
+            }
+            for (id, _, st) in rs {
+                assert_eq!(st, RSP_OKAY);
+                done += 1;
+                let r = mk(id as usize, &mut seed);
+                h.ring.put_request(&r);
+            }
+            if h.ring.push_requests() {
+                h.guest.evtchn.kick(h.port);
+            }
         }
-        for (id, _, st) in rs {
-            assert_eq!(st, RSP_OKAY);
-            done += 1;
-            let r = mk(id as usize, &mut seed);
-            h.ring.put_request(&r);
-        }
-        if h.ring.push_requests() {
-            h.guest.evtchn.kick(h.port);
-        }
-    }
-    let secs = start.elapsed().as_secs_f64();
+        let secs = start.elapsed().as_secs_f64();
+        (done * req_sectors * 512, secs)
+    });
     let _ = h.wait_responses(qd, Duration::from_secs(10));
-    done as f64 * req_sectors as f64 * 512.0 / secs
+    r
 }
 
-fn psync_run(path: &Path, write: bool, big: bool, threads: usize) -> f64 {
+fn psync_run(path: &Path, write: bool, big: bool, threads: usize) -> Rate {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open(path)
         .unwrap();
     let len: usize = if big { 1 << 20 } else { 4096 };
-    let total: u64 = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                let file = &file;
-                s.spawn(move || {
-                    let mut buf = vec![0x11u8; len];
-                    let mut seed = 0x1234_5678u64 + t as u64;
-                    let mut off = t as u64 * len as u64;
-                    let mut n = 0u64;
-                    let start = Instant::now();
-                    while start.elapsed() < run_len() {
-                        let pos = if big {
-                            let p = off;
-                            off = (off + (threads * len) as u64) % (FILE_MIB << 20);
-                            p
-                        } else {
-                            (rng(&mut seed) % ((FILE_MIB << 20) / 4096)) * 4096
-                        };
-                        if write {
-                            file.write_all_at(&buf, pos).unwrap();
-                        } else {
-                            file.read_exact_at(&mut buf, pos).unwrap();
+    rate(|| {
+        let total: u64 = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..threads)
+                .map(|t| {
+                    let file = &file;
+                    s.spawn(move || {
+                        let mut buf = vec![0x11u8; len];
+                        let mut seed = 0x1234_5678u64 + t as u64;
+                        let mut off = t as u64 * len as u64;
+                        let mut n = 0u64;
+                        let start = Instant::now();
+                        while start.elapsed() < run_len() {
+                            let pos = if big {
+                                let p = off;
+                                off = (off + (threads * len) as u64) % (FILE_MIB << 20);
+                                p
+                            } else {
+                                (rng(&mut seed) % ((FILE_MIB << 20) / 4096)) * 4096
+                            };
+                            if write {
+                                file.write_all_at(&buf, pos).unwrap();
+                            } else {
+                                file.read_exact_at(&mut buf, pos).unwrap();
+                            }
+                            n += len as u64;
                         }
-                        n += len as u64;
-                    }
-                    n
+                        n
+                    })
                 })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).sum()
-    });
-    total as f64 / run_len().as_secs_f64()
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        (total, run_len().as_secs_f64())
+    })
 }
 
 /// One thread, `qd` requests in flight through io_uring, as fio's io_uring
 /// engine with `--iodepth=qd --numjobs=1` (buffered, like the backend).
 /// Falls back to one thread of `pread`/`pwrite` where io_uring is refused.
-fn fio_run(path: &Path, write: bool, big: bool) -> f64 {
+fn fio_run(path: &Path, write: bool, big: bool) -> Rate {
     use io_uring::{opcode, types, IoUring};
     use std::os::unix::io::AsRawFd;
     let file = std::fs::OpenOptions::new()
@@ -231,31 +272,33 @@ fn fio_run(path: &Path, write: bool, big: bool) -> f64 {
         // function and is not reused before its completion was reaped.
         unsafe { ring.submission().push(&e.user_data(slot as u64)) }.unwrap();
     };
-    for slot in 0..qd {
-        let at = pos(&mut seed);
-        submit(&mut ring, slot, at);
-    }
-    let start = Instant::now();
-    let mut n = 0u64;
-    let mut outstanding = qd;
-    while outstanding > 0 {
-        ring.submit_and_wait(1).unwrap();
-        let done: Vec<(u64, i32)> = ring
-            .completion()
-            .map(|c| (c.user_data(), c.result()))
-            .collect();
-        for (slot, res) in done {
-            assert_eq!(res, len as i32, "io_uring I/O failed");
-            n += len as u64;
-            if start.elapsed() < run_len() {
-                let at = pos(&mut seed);
-                submit(&mut ring, slot as usize, at);
-            } else {
-                outstanding -= 1;
+    rate(|| {
+        for slot in 0..qd {
+            let at = pos(&mut seed);
+            submit(&mut ring, slot, at);
+        }
+        let start = Instant::now();
+        let mut n = 0u64;
+        let mut outstanding = qd;
+        while outstanding > 0 {
+            ring.submit_and_wait(1).unwrap();
+            let done: Vec<(u64, i32)> = ring
+                .completion()
+                .map(|c| (c.user_data(), c.result()))
+                .collect();
+            for (slot, res) in done {
+                assert_eq!(res, len as i32, "io_uring I/O failed");
+                n += len as u64;
+                if start.elapsed() < run_len() {
+                    let at = pos(&mut seed);
+                    submit(&mut ring, slot as usize, at);
+                } else {
+                    outstanding -= 1;
+                }
             }
         }
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+        (n, start.elapsed().as_secs_f64())
+    })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -283,32 +326,57 @@ fn main() {
         let mut d = Vec::new();
         let mut f = Vec::new();
         let mut b = Vec::new();
+        // `BLKBENCH_SIDE=backend` (or `fio`, `psync`) runs one side only,
+        // for profiling; the table then has zeros for the others.
+        let side = std::env::var("BLKBENCH_SIDE").unwrap_or_default();
+        let runs = |name: &str| side.is_empty() || side == name;
+        let zero = Rate {
+            wall: 0.0,
+            cpu: 0.0,
+        };
         for _ in 0..reps() {
-            f.push(fio_run(&path, op == OP_WRITE, big));
-            d.push(psync_run(&path, op == OP_WRITE, big, WORKERS));
-            b.push(backend_run(&path, op, big));
+            f.push(if runs("fio") {
+                fio_run(&path, op == OP_WRITE, big)
+            } else {
+                zero
+            });
+            d.push(if runs("psync") {
+                psync_run(&path, op == OP_WRITE, big, WORKERS)
+            } else {
+                zero
+            });
+            b.push(if runs("backend") {
+                backend_run(&path, op, big)
+            } else {
+                zero
+            });
         }
+        let wall = |v: &[Rate]| median(v.iter().map(|r| r.wall).collect());
+        let cpu = |v: &[Rate]| median(v.iter().map(|r| r.cpu).collect());
         results.push(Result_ {
             name,
-            backend: median(b),
-            fio: median(f),
-            direct: median(d),
+            backend: wall(&b),
+            fio: wall(&f),
+            direct: wall(&d),
+            backend_cpu: cpu(&b),
+            fio_cpu: cpu(&f),
         });
     }
     let mib = |x: f64| x / (1 << 20) as f64;
     println!(
-        "| workload | backend MiB/s | fio-like MiB/s | backend/fio-like | psync ×4 MiB/s | backend/psync ×4 |"
+        "| workload | backend MiB/s | fio-like MiB/s | backend/fio-like | psync ×4 MiB/s | backend/psync ×4 | backend/fio-like per CPU-s |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in results {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} % |",
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} % | {:.0} % |",
             r.name,
             mib(r.backend),
             mib(r.fio),
             100.0 * r.backend / r.fio,
             mib(r.direct),
-            100.0 * r.backend / r.direct
+            100.0 * r.backend / r.direct,
+            100.0 * r.backend_cpu / r.fio_cpu
         );
     }
 }

@@ -22,6 +22,9 @@ use crate::evtchn::{EventChannels, Notify};
 /// Guest RAM backed by host memory (8-byte words so atomics are aligned).
 pub struct TestMemory {
     words: Box<[AtomicU64]>,
+    /// Whether [`GuestMemory::host_range`] hands out host pointers (on by
+    /// default, as the VMM's memory; off to test the copy fallback).
+    direct: std::sync::atomic::AtomicBool,
 }
 
 impl TestMemory {
@@ -29,7 +32,13 @@ impl TestMemory {
         let n = bytes.div_ceil(8) as usize;
         Self {
             words: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            direct: std::sync::atomic::AtomicBool::new(true),
         }
+    }
+
+    /// Turns direct host access ([`GuestMemory::host_range`]) on or off.
+    pub fn set_direct(&self, on: bool) {
+        self.direct.store(on, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> u64 {
@@ -95,6 +104,13 @@ impl GuestMemory for TestMemory {
     }
     fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
         self.atomic(gpa)
+    }
+
+    fn host_range(&self, gpa: Gpa, len: usize) -> Option<std::ptr::NonNull<u8>> {
+        if !self.direct.load(Ordering::Relaxed) || len > 4096 || gpa % 4096 + len as u64 > 4096 {
+            return None;
+        }
+        std::ptr::NonNull::new(self.check(gpa, len).ok()?)
     }
 }
 

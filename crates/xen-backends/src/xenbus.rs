@@ -162,10 +162,24 @@ pub fn add_device(
     })
 }
 
-/// Removes both directories (device unplug / domain teardown).
+/// Removes both directories (device unplug / domain teardown) and, as
+/// libxl's `libxl__xs_path_cleanup` does, the parents left empty
+/// (`device/vbd`, `backend/vbd/<domid>`, `backend/vbd`), stopping at the
+/// domain's `device` and the backend domain's `backend` directories.
 pub fn remove_device(store: &Engine, paths: &DevicePaths) {
-    let _ = store.rm(&paths.frontend);
-    let _ = store.rm(&paths.backend);
+    let front_top = format!("/local/domain/{}/device", paths.frontend_domid);
+    let back_top = format!("/local/domain/{}/backend", paths.backend_domid);
+    for (path, top) in [(&paths.frontend, front_top), (&paths.backend, back_top)] {
+        let _ = store.rm(path);
+        let mut dir = path.as_str();
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if parent.len() <= top.len() || !store.directory(parent).is_ok_and(|d| d.is_empty()) {
+                break;
+            }
+            let _ = store.rm(parent);
+            dir = parent;
+        }
+    }
 }
 
 /// Reads a node as trimmed text.
@@ -222,6 +236,29 @@ fn publish<B: XenbusBackend>(dev: &mut B, s: XenbusState) {
     set_backend_state(dev.store(), dev.paths(), s);
 }
 
+/// Whether the toolstack still wants the device (the backend's `online`
+/// node is not `0`). An offline device that closes stays closed: Linux's
+/// backends unregister it instead of offering InitWait again.
+pub fn is_online(store: &Engine, paths: &DevicePaths) -> bool {
+    read_str(store, &paths.backend_key("online")).as_deref() != Some("0")
+}
+
+/// Starts an unplug as libxl's `libxl__initiate_device_generic_remove`
+/// does: `online` = 0 and the backend in Closing, so the frontend closes
+/// its end. The device is ready to be destroyed once
+/// [`backend_state`](XenbusBackend::backend_state) is Closed, which
+/// [`frontend_changed`] publishes when the frontend reaches Closed (or its
+/// directory is gone). A frontend that is already closed finishes at once.
+pub fn begin_removal<B: XenbusBackend>(dev: &mut B) {
+    if let Err(e) = dev.store().write(&dev.paths().backend_key("online"), b"0") {
+        tracing::warn!("{}: writing online=0: {e}", dev.paths());
+    }
+    if dev.backend_state() != XenbusState::Closed {
+        publish(dev, XenbusState::Closing);
+    }
+    frontend_changed(dev);
+}
+
 /// The backend side of the XenbusState handshake, run on every change of
 /// the frontend's `state` (Linux's `frontend_changed` in blkback/netback):
 /// connect when the frontend is ready, follow it to Closing and Closed, and
@@ -230,15 +267,18 @@ fn publish<B: XenbusBackend>(dev: &mut B, s: XenbusState) {
 pub fn frontend_changed<B: XenbusBackend>(dev: &mut B) {
     let ours = dev.backend_state();
     match frontend_state(dev.store(), dev.paths()) {
-        XenbusState::Initialising => {
-            if matches!(ours, XenbusState::Closed | XenbusState::Closing) {
-                dev.disconnect();
-                publish(dev, XenbusState::InitWait);
-            }
+        XenbusState::Initialising
+            if matches!(ours, XenbusState::Closed | XenbusState::Closing)
+                && is_online(dev.store(), dev.paths()) =>
+        {
+            dev.disconnect();
+            publish(dev, XenbusState::InitWait);
         }
         XenbusState::Initialised if !B::CONNECT_ON_INITIALISED => {}
         XenbusState::Initialised | XenbusState::Connected => {
-            if matches!(ours, XenbusState::Connected | XenbusState::Closing) {
+            if matches!(ours, XenbusState::Connected | XenbusState::Closing)
+                || !is_online(dev.store(), dev.paths())
+            {
                 return;
             }
             match dev.connect() {
@@ -416,6 +456,23 @@ mod tests {
     }
 
     #[test]
+    fn removing_the_last_device_cleans_empty_parents_only() {
+        let xs = Engine::default();
+        let a = DevicePaths::new(DeviceKind::Vbd, 3, 0, 51712);
+        let b = DevicePaths::new(DeviceKind::Vbd, 3, 0, 51728);
+        add_device(&xs, &a, &[], &[]).expect("add");
+        add_device(&xs, &b, &[], &[]).expect("add");
+        remove_device(&xs, &a);
+        assert!(xs.read(&a.frontend_key("state")).is_err());
+        assert!(xs.read(&b.frontend_key("state")).is_ok(), "the other stays");
+        remove_device(&xs, &b);
+        assert!(xs.directory("/local/domain/3/device/vbd").is_err());
+        assert!(xs.directory("/local/domain/0/backend/vbd").is_err());
+        assert!(xs.directory("/local/domain/3/device").is_ok());
+        assert!(xs.directory("/local/domain/0/backend").is_ok());
+    }
+
+    #[test]
     fn watch_wakes_on_frontend_state_change() {
         let xs = Engine::default();
         let p = DevicePaths::new(DeviceKind::Vbd, 3, 0, 51712);
@@ -526,6 +583,40 @@ mod tests {
         assert_eq!((p.connects, p.state), (0, XenbusState::InitWait));
         frontend_moves_to(&mut p, XenbusState::Connected);
         assert_eq!((p.connects, p.state), (1, XenbusState::Connected));
+    }
+
+    #[test]
+    fn removal_waits_for_the_frontend_to_close_and_never_reopens() {
+        let mut p = probe::<true>(false);
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!(p.state, XenbusState::Connected);
+        begin_removal(&mut p);
+        assert_eq!(
+            read_str(&p.store, &p.paths.backend_key("online")).as_deref(),
+            Some("0")
+        );
+        assert_eq!(published(&p), XenbusState::Closing.as_str());
+        assert_eq!(p.disconnects, 0, "I/O goes on until the frontend closes");
+        frontend_moves_to(&mut p, XenbusState::Connected);
+        assert_eq!(p.state, XenbusState::Closing, "still waiting");
+        frontend_moves_to(&mut p, XenbusState::Closed);
+        assert_eq!(p.state, XenbusState::Closed);
+        assert_eq!(published(&p), XenbusState::Closed.as_str());
+        assert!(p.disconnects >= 1);
+        // An offline device is not offered again, whatever the frontend does.
+        frontend_moves_to(&mut p, XenbusState::Initialising);
+        assert_eq!(published(&p), XenbusState::Closed.as_str());
+        frontend_moves_to(&mut p, XenbusState::Initialised);
+        assert_eq!((p.connects, p.state), (1, XenbusState::Closed));
+    }
+
+    #[test]
+    fn removing_a_device_whose_frontend_is_gone_finishes_at_once() {
+        let mut p = probe::<false>(false);
+        p.store.rm(&p.paths.frontend).expect("rm frontend");
+        begin_removal(&mut p);
+        assert_eq!(p.state, XenbusState::Closed);
+        assert_eq!(published(&p), XenbusState::Closed.as_str());
     }
 
     #[test]

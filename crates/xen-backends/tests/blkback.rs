@@ -36,6 +36,7 @@ fn spec(path: &std::path::Path) -> BlockSpec {
         readonly: false,
         cdrom: false,
         discard: true,
+        format: Default::default(),
     }
 }
 
@@ -558,5 +559,132 @@ fn a_flush_in_one_batch_orders_earlier_writes_before_later_reads() {
     assert_eq!(writes_before, 32, "flush answered before its writes: {r:?}");
     for (i, (_, p)) in dst.iter().enumerate() {
         assert_eq!(page(&h, *p), vec![0xa0 + i as u8; 4096], "read {i}");
+    }
+}
+
+/// The frontend ends foreign access to `gref` (`gnttab_end_foreign_access`
+/// on an unused entry: its flags go to 0).
+fn revoke(h: &BlkHarness, gref: u32) {
+    h.guest
+        .mem
+        .atomic_u16(u64::from(gref) * 8)
+        .unwrap()
+        .store(0, std::sync::atomic::Ordering::Release);
+}
+
+/// Reads and writes touch exactly the sectors the segments name, in the
+/// granted pages and in the file, with direct I/O into guest memory and
+/// with the copy fallback, with and without persistent grants.
+fn exact_ranges(persistent: bool, direct: bool) {
+    let (_d, path) = image("exact", 64);
+    let mut h = BlkHarness::connect(spec(&path), Abi::X86_64, 0, persistent, MEM).unwrap();
+    h.guest.mem.set_direct(direct);
+    let pages: Vec<(u32, u64)> = (0..5).map(|_| h.data_page(false)).collect();
+    for &(_, p) in &pages {
+        h.guest.mem.write(p * 4096, &[0xee; 4096]).unwrap();
+    }
+    let g = |i: usize| pages[i].0;
+    // Sectors 30..=40 into page 1 sectors 2..=3, all of page 2, page 3
+    // sector 7; pages 0 and 4 are granted but not named.
+    let r = encode::rw(
+        Abi::X86_64,
+        OP_READ,
+        1,
+        30,
+        &[seg(g(1), 2, 3), seg(g(2), 0, 7), seg(g(3), 7, 7)],
+    );
+    assert_eq!(one(&mut h, &r), (1, OP_READ, RSP_OKAY));
+    let sectors =
+        |p: usize| -> Vec<u8> { page(&h, pages[p].1).chunks(512).map(|c| c[0]).collect() };
+    let e = 0xee;
+    assert_eq!(sectors(1), [e, e, 30, 31, e, e, e, e]);
+    assert_eq!(sectors(2), (32..40).collect::<Vec<u8>>());
+    assert_eq!(sectors(3), [e, e, e, e, e, e, e, 40]);
+    for p in [0, 4] {
+        assert!(page(&h, pages[p].1).iter().all(|&b| b == e), "page {p}");
+    }
+    for (p, &(_, gfn)) in pages.iter().enumerate().take(4).skip(1) {
+        let got = page(&h, gfn);
+        assert!(
+            got.chunks(512).all(|c| c.iter().all(|&b| b == c[0])),
+            "page {p}: whole sectors only"
+        );
+    }
+    // Page 1 sectors 6..=7 and page 2 sector 0 to disk sectors 50..=52.
+    h.guest
+        .mem
+        .write(pages[1].1 * 4096 + 3072, &[0xa1; 1024])
+        .unwrap();
+    h.guest.mem.write(pages[2].1 * 4096, &[0xa2; 512]).unwrap();
+    let w = encode::rw(
+        Abi::X86_64,
+        OP_WRITE,
+        2,
+        50,
+        &[seg(g(1), 6, 7), seg(g(2), 0, 0)],
+    );
+    assert_eq!(one(&mut h, &w), (2, OP_WRITE, RSP_OKAY));
+    let file = std::fs::read(&path).unwrap();
+    let on_disk: Vec<u8> = file.chunks(512).map(|c| c[0]).collect();
+    assert_eq!(on_disk[48..54], [48, 49, 0xa1, 0xa1, 0xa2, 53]);
+    assert!(file[50 * 512..52 * 512].iter().all(|&b| b == 0xa1));
+    assert!(file[52 * 512..53 * 512].iter().all(|&b| b == 0xa2));
+    let state = |g: u32| h.guest.grant_flags(g) & 0x18;
+    if !persistent {
+        assert!((0..5).all(|i| state(g(i)) == 0), "no pin left behind");
+    }
+}
+
+#[test]
+fn direct_io_touches_exactly_the_granted_sectors() {
+    exact_ranges(false, true);
+    exact_ranges(true, true);
+}
+
+#[test]
+fn copy_fallback_touches_exactly_the_granted_sectors() {
+    exact_ranges(false, false);
+    exact_ranges(true, false);
+}
+
+#[test]
+fn a_read_into_a_revoked_grant_fails_and_writes_no_page() {
+    for persistent in [false, true] {
+        let (_d, path) = image("revoked", 64);
+        let mut h = BlkHarness::connect(spec(&path), Abi::X86_64, 0, persistent, MEM).unwrap();
+        let (g1, p1) = h.data_page(false);
+        let (g2, p2) = h.data_page(false);
+        for p in [p1, p2] {
+            h.guest.mem.write(p * 4096, &[0xee; 4096]).unwrap();
+        }
+        revoke(&h, g2);
+        // The valid first segment is not written either: every grant is
+        // taken before the read starts.
+        let r = encode::rw(Abi::X86_64, OP_READ, 5, 8, &[seg(g1, 0, 7), seg(g2, 0, 7)]);
+        assert_eq!(one(&mut h, &r), (5, OP_READ, RSP_ERROR));
+        assert!(
+            page(&h, p1).iter().all(|&b| b == 0xee),
+            "page 1 ({persistent})"
+        );
+        assert!(
+            page(&h, p2).iter().all(|&b| b == 0xee),
+            "page 2 ({persistent})"
+        );
+        // A write from the revoked grant does not reach the disk.
+        let w = encode::rw(Abi::X86_64, OP_WRITE, 6, 8, &[seg(g2, 0, 7)]);
+        assert_eq!(one(&mut h, &w), (6, OP_WRITE, RSP_ERROR));
+        let file = std::fs::read(&path).unwrap();
+        assert!((8..16).all(|s| file[s * 512..(s + 1) * 512].iter().all(|&b| b == s as u8)));
+        if !persistent {
+            assert_eq!(
+                h.guest.grant_flags(g1) & 0x18,
+                0,
+                "unpinned after the error"
+            );
+        }
+        // The ring keeps working with the grant that is still there.
+        let ok = encode::rw(Abi::X86_64, OP_READ, 7, 9, &[seg(g1, 0, 0)]);
+        assert_eq!(one(&mut h, &ok), (7, OP_READ, RSP_OKAY));
+        assert!(page(&h, p1)[..512].iter().all(|&b| b == 9));
     }
 }

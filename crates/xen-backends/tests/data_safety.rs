@@ -29,6 +29,7 @@ fn child(image: &str) {
         readonly: false,
         cdrom: false,
         discard: false,
+        format: Default::default(),
     };
     let mut h = BlkHarness::connect(spec, Abi::X86_64, 0, false, 8 << 20).unwrap();
     let (g, p) = h.data_page(false);

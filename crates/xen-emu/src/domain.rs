@@ -123,6 +123,9 @@ pub(crate) struct State {
     pub tot_pages: u64,
     /// RAM frames the guest gave back (`XENMEM_decrease_reservation`).
     pub ballooned: std::collections::BTreeSet<u64>,
+    /// Per vCPU: host pointers to its 2-level event words, valid while its
+    /// [`Target`] is the one recorded with them (see `Domain::set_pending`).
+    pub mapped: Vec<Option<(Target, two_level::Mapped)>>,
 }
 
 impl State {
@@ -142,6 +145,14 @@ impl State {
                 .map(|s| s + u64::from(vcpu) * VCPU_INFO_SIZE as u64);
         }
         None
+    }
+
+    /// The cached host pointers for `vcpu` if they were resolved for `t`.
+    pub fn mapped_for(&self, vcpu: u32, t: Target) -> Option<two_level::Mapped> {
+        match self.mapped.get(vcpu as usize) {
+            Some(Some((k, m))) if *k == t => Some(*m),
+            _ => None,
+        }
     }
 
     pub fn target(&self, vcpu: u32) -> Option<Target> {
@@ -278,6 +289,7 @@ impl Domain {
             early_pending: Vec::new(),
             tot_pages: config.current_pages,
             ballooned: Default::default(),
+            mapped: vec![None; n],
         };
         let evtchn = EvtchnTable::new(domid, config.max_event_channels, n as u32);
         let pirqs = crate::pirq::PirqTable::new(config.max_pirq);
@@ -565,10 +577,10 @@ impl Domain {
 
     /// 2-level `evtchn_port_set_pending` plus the upcall and wake-ups.
     pub(crate) fn set_pending(&self, port: Port, vcpu: u32) {
-        let (target, route) = {
+        let (target, route, mapped) = {
             let mut st = self.state();
             match st.target(vcpu) {
-                Some(t) => (t, st.upcall_route(vcpu)),
+                Some(t) => (t, st.upcall_route(vcpu), st.mapped_for(vcpu, t)),
                 None => {
                     if !st.early_pending.contains(&(port, vcpu)) {
                         st.early_pending.push((port, vcpu));
@@ -577,7 +589,14 @@ impl Domain {
                 }
             }
         };
-        match two_level::set_pending(&*self.mem, target, port) {
+        let mapped = mapped.or_else(|| self.map_target(vcpu, target));
+        // SAFETY: `mapped` was resolved from `self.mem`, which lives as
+        // long as `self`.
+        let r = match mapped.and_then(|m| unsafe { m.set_pending(port) }) {
+            Some(up) => Ok(up),
+            None => two_level::set_pending(&*self.mem, target, port),
+        };
+        match r {
             Ok(true) => {
                 if let Some(u) = route {
                     self.platform.upcall(vcpu, u);
@@ -594,6 +613,36 @@ impl Domain {
                 self.event_for_vcpu(i as u32);
             }
         }
+    }
+
+    /// `EVTCHNOP_unmask` of `port` notifying `vcpu` whose words are at
+    /// `t`: through the same host pointers as sends (so both see the same
+    /// pages), else by guest address. `Ok(true)`: raise the upcall.
+    pub(crate) fn unmask_port(
+        &self,
+        vcpu: u32,
+        t: Target,
+        port: Port,
+    ) -> Result<bool, crate::guest::MemError> {
+        let cached = self.state().mapped_for(vcpu, t);
+        let mapped = cached.or_else(|| self.map_target(vcpu, t));
+        // SAFETY: `mapped` was resolved from `self.mem`, which lives as
+        // long as `self`.
+        match mapped.and_then(|m| unsafe { m.unmask(port) }) {
+            Some(up) => Ok(up),
+            None => two_level::unmask(&*self.mem, t, port),
+        }
+    }
+
+    /// Resolves `vcpu`'s event words at `target` to host pointers and
+    /// caches them (see [`two_level::Mapped`]); `None` if the memory gives
+    /// no host pointers.
+    fn map_target(&self, vcpu: u32, target: Target) -> Option<two_level::Mapped> {
+        let m = two_level::Mapped::resolve(&*self.mem, target)?;
+        if let Some(slot) = self.state().mapped.get_mut(vcpu as usize) {
+            *slot = Some((target, m));
+        }
+        Some(m)
     }
 
     /// Raises the upcall for `vcpu` after something other than a port made

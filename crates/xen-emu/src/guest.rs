@@ -51,6 +51,32 @@ pub trait GuestMemory: Send + Sync {
     fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError>;
     /// The naturally aligned `u64` at `gpa`, for atomic access.
     fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError>;
+    /// Host address of the `len` bytes at `gpa`, for backends that let the
+    /// host kernel move data straight into or out of a page the guest
+    /// granted them (`preadv`/`pwritev` with iovecs into guest RAM).
+    ///
+    /// `None` unless the whole range lies within one 4 KiB guest page that
+    /// is backed by host memory, and always `None` from implementors that
+    /// do not offer direct access (the default); callers then fall back to
+    /// [`Self::read`]/[`Self::write`]. The pointer stays valid as long as
+    /// the memory object, as the atomic accessors' references do. The
+    /// guest may access the page concurrently: use the pointer only for
+    /// raw copies (system calls, `ptr::copy`), never to make a Rust
+    /// reference, and only while the backend holds the grant for it.
+    fn host_range(&self, gpa: Gpa, len: usize) -> Option<std::ptr::NonNull<u8>> {
+        let _ = (gpa, len);
+        None
+    }
+    /// Gives the host memory behind the RAM page at `gpa` (page aligned)
+    /// back to the host (`XENMEM_decrease_reservation`). `Ok(true)`: done,
+    /// the page reads as zeroes and costs no resident memory until it is
+    /// touched again. `Ok(false)`: the implementor cannot free it (the
+    /// default, e.g. test fakes); the caller zeroes it instead. Only RAM
+    /// pages are discarded, never a special (overlay) page.
+    fn discard_page(&self, gpa: Gpa) -> Result<bool, MemError> {
+        let _ = gpa;
+        Ok(false)
+    }
 }
 
 /// The execution mode of the calling vCPU, which decides the hypercall ABI

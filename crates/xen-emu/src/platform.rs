@@ -88,6 +88,21 @@ pub trait Platform: Send + Sync {
     fn vcpu_down(&self, vcpu: u32) {
         let _ = vcpu;
     }
+    /// `GNTTABOP_map_grant_ref` with `GNTMAP_host_map` by the guest on its
+    /// own grant: make the page at guest-physical `frame` (the granted
+    /// frame, guest memory) appear a second time at guest frame `gfn`,
+    /// where xen-emu found no populated RAM and no special page. After it
+    /// returns, [`crate::guest::GuestMemory`] reaches the page at `gfn << 12`
+    /// too. Default: not supported (the guest gets `GNTST_general_error`).
+    fn map_grant_page(&self, gfn: u64, frame: Gpa) -> Result<(), MapError> {
+        let _ = frame;
+        Err(MapError::BadGfn(gfn))
+    }
+    /// Undoes [`Platform::map_grant_page`] at `gfn` (giving back the RAM
+    /// page behind it, if any).
+    fn unmap_grant_page(&self, gfn: u64) {
+        let _ = gfn;
+    }
 }
 
 /// Why a special page could not be mapped.

@@ -322,6 +322,12 @@ fn versions() {
         },
     );
     assert_eq!(t.call(GT, &[GNTTABOP_GET_VERSION, ARG, 1]), -ESRCH);
-    assert_eq!(t.call(GT, &[GNTTABOP_MAP_GRANT_REF, ARG, 1]), -ENOSYS);
+    // The guest's own map_grant_ref answers per op (flags 0: bad_gntref).
+    t.mem.put(ARG, &[0u8; 32]);
+    assert_eq!(t.call(GT, &[GNTTABOP_MAP_GRANT_REF, ARG, 1]), 0);
+    assert_eq!(
+        t.mem.get::<[u8; 2]>(ARG + 18),
+        GNTST_BAD_GNTREF.to_le_bytes()
+    );
     assert_eq!(t.call(GT, &[77, ARG, 1]), -ENOSYS);
 }

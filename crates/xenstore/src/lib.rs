@@ -51,6 +51,7 @@ pub mod ring;
 pub mod socket;
 pub mod store;
 mod toolstack;
+mod uring;
 pub mod watch;
 pub mod wire;
 

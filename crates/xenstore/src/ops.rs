@@ -4,7 +4,7 @@
 //! transactions.
 
 use crate::path;
-use crate::perms::{access, Perms};
+use crate::perms::{access, Perms, PermsRef};
 use crate::quota::{exceeds, Quota};
 use crate::store::{subtree_postorder, Access, Node};
 use crate::watch::Event;
@@ -35,7 +35,7 @@ impl Caller {
         }
     }
 
-    fn can(&self, perms: &Perms, need: u8) -> bool {
+    fn can(&self, perms: PermsRef<'_>, need: u8) -> bool {
         perms.access_for(self.domid, self.privileged, self.target) & need == need
     }
 
@@ -48,14 +48,14 @@ impl Caller {
 /// the caller may not see the nearest existing ancestor.
 fn check(v: &mut dyn Access, c: &Caller, p: &str, need: u8) -> Result<(), XsError> {
     match v.get(p) {
-        Some(n) if c.can(&n.perms, need) => Ok(()),
+        Some(n) if c.can(n.perms, need) => Ok(()),
         Some(_) => Err(XsError::Acces),
         None => {
             let mut cur = p;
             while cur != "/" {
                 cur = path::parent(cur);
                 if let Some(n) = v.get(cur) {
-                    return Err(if c.can(&n.perms, need) {
+                    return Err(if c.can(n.perms, need) {
                         XsError::NoEnt
                     } else {
                         XsError::Acces
@@ -102,7 +102,7 @@ fn check_usage(
 pub fn read(v: &mut dyn Access, c: &Caller, p: &str, out: &mut Vec<u8>) -> Result<(), XsError> {
     check(v, c, p, access::READ)?;
     let n = v.get(p).ok_or(XsError::NoEnt)?;
-    out.extend_from_slice(&n.value);
+    out.extend_from_slice(n.value);
     Ok(())
 }
 
@@ -124,13 +124,9 @@ pub fn write(
                     return Err(XsError::NoSpc);
                 }
             }
+            let perms = Some(node.perms.to_perms());
             check_usage(v, c, 0, grow)?;
-            let mut perms = None;
-            v.modify(p, &mut |n| {
-                n.value.clear();
-                n.value.extend_from_slice(value);
-                perms = Some(n.perms.clone());
-            });
+            v.set_value(p, value);
             check_txn_size(v, c)?;
             ev.push(Event {
                 path: p.to_owned(),
@@ -167,7 +163,7 @@ fn create(
     let parent_perms = loop {
         cur = path::parent(cur);
         match v.get(cur) {
-            Some(n) => break n.perms.clone(),
+            Some(n) => break n.perms.to_perms(),
             None if cur == "/" => return Err(XsError::NoEnt),
             None => missing.push(cur),
         }
@@ -236,7 +232,7 @@ pub fn rm(v: &mut dyn Access, c: &Caller, p: &str, ev: &mut Vec<Event>) -> Resul
     let all = subtree_postorder(v, p);
     let mut top_perms = None;
     for q in &all {
-        let perms = v.get(q).map(|n| n.perms.clone());
+        let perms = v.get(q).map(|n| n.perms.to_perms());
         if q == p {
             top_perms = perms;
         } else {
@@ -338,11 +334,11 @@ pub fn set_perms(
         }
     }
     check(v, c, p, access::WRITE | access::OWNER)?;
-    let old = v.get(p).ok_or(XsError::NoEnt)?.perms.clone();
+    let old = v.get(p).ok_or(XsError::NoEnt)?.perms.to_perms();
     if !c.privileged && old.owner() != perms.owner() {
         return Err(XsError::Perm);
     }
-    let mut probe = v.get(p).ok_or(XsError::NoEnt)?.clone();
+    let mut probe = v.get(p).ok_or(XsError::NoEnt)?.to_node();
     probe.perms = perms.clone();
     check_node(c, &probe)?;
     v.modify(p, &mut |n| n.perms = perms.clone());

@@ -93,27 +93,108 @@ impl Perms {
 
     /// The GET_PERMS reply body: each entry NUL-terminated.
     pub fn to_wire(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.0.len() * 4);
-        for p in &self.0 {
+        self.as_ref().to_wire()
+    }
+
+    /// The access a connection of `domid` (acting for `target`, if
+    /// SET_TARGET made it a device model) has: Xen's `perm_for_conn`.
+    pub fn access_for(&self, domid: DomId, privileged: bool, target: Option<DomId>) -> u8 {
+        self.as_ref().access_for(domid, privileged, target)
+    }
+
+    /// A borrowed view of the list.
+    pub fn as_ref(&self) -> PermsRef<'_> {
+        PermsRef::List(&self.0)
+    }
+}
+
+/// Bytes one entry takes in a packed list: the domid (little-endian) and
+/// the access bits.
+pub const PACKED_PERM_LEN: usize = 3;
+
+/// A borrowed permission list: a slice of entries, or the packed form the
+/// store keeps inside its node records (`PACKED_PERM_LEN` bytes each).
+#[derive(Clone, Copy, Debug)]
+pub enum PermsRef<'a> {
+    /// Unpacked entries.
+    List(&'a [Perm]),
+    /// Packed entries (see [`PermsRef::pack`]).
+    Packed(&'a [u8]),
+}
+
+impl<'a> PermsRef<'a> {
+    /// Appends the packed form of `perms` to `out`.
+    pub fn pack(perms: &[Perm], out: &mut Vec<u8>) {
+        for p in perms {
+            out.extend_from_slice(&p.domid.to_le_bytes());
+            out.push(p.access);
+        }
+    }
+
+    /// Number of entries.
+    pub fn len(self) -> usize {
+        match self {
+            PermsRef::List(l) => l.len(),
+            PermsRef::Packed(b) => b.len() / PACKED_PERM_LEN,
+        }
+    }
+
+    /// No entries (never the case for a stored node)?
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entry `i`.
+    pub fn get(self, i: usize) -> Option<Perm> {
+        match self {
+            PermsRef::List(l) => l.get(i).copied(),
+            PermsRef::Packed(b) => {
+                let e = b.get(i * PACKED_PERM_LEN..(i + 1) * PACKED_PERM_LEN)?;
+                Some(Perm {
+                    domid: DomId::from_le_bytes([e[0], e[1]]),
+                    access: e[2],
+                })
+            }
+        }
+    }
+
+    /// The entries in order.
+    pub fn iter(self) -> impl Iterator<Item = Perm> + 'a {
+        (0..self.len()).filter_map(move |i| self.get(i))
+    }
+
+    /// The owning domain.
+    pub fn owner(self) -> DomId {
+        self.get(0).map_or(0, |p| p.domid)
+    }
+
+    /// An owned copy.
+    pub fn to_perms(self) -> Perms {
+        Perms(self.iter().collect())
+    }
+
+    /// The GET_PERMS reply body: each entry NUL-terminated.
+    pub fn to_wire(self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len() * 4);
+        for p in self.iter() {
             p.write_to(&mut out);
             out.push(0);
         }
         out
     }
 
-    /// The access a connection of `domid` (acting for `target`, if
-    /// SET_TARGET made it a device model) has: Xen's `perm_for_conn`.
-    pub fn access_for(&self, domid: DomId, privileged: bool, target: Option<DomId>) -> u8 {
+    /// See [`Perms::access_for`].
+    pub fn access_for(self, domid: DomId, privileged: bool, target: Option<DomId>) -> u8 {
         let owner = self.owner();
         if privileged || owner == domid || target == Some(owner) {
             return access::ALL;
         }
-        for p in self.0.iter().skip(1) {
+        for p in self.iter().skip(1) {
             if p.domid == domid || target == Some(p.domid) {
                 return p.access;
             }
         }
-        self.0.first().map_or(access::NONE, |p| p.access)
+        self.get(0).map_or(access::NONE, |p| p.access)
     }
 }
 
@@ -153,5 +234,20 @@ mod tests {
             perms(&["w3", "b0", "n4", "r5"]).to_wire(),
             b"w3\0b0\0n4\0r5\0"
         );
+    }
+
+    #[test]
+    fn packed_lists_behave_like_unpacked_ones() {
+        let p = perms(&["n5", "b7", "r65535"]);
+        let mut buf = Vec::new();
+        PermsRef::pack(&p.0, &mut buf);
+        assert_eq!(buf.len(), 3 * PACKED_PERM_LEN);
+        let packed = PermsRef::Packed(&buf);
+        assert_eq!(packed.to_perms(), p);
+        assert_eq!(packed.to_wire(), p.to_wire());
+        assert_eq!(packed.owner(), 5);
+        for (d, t) in [(5, None), (7, None), (65535, None), (9, Some(7)), (1, None)] {
+            assert_eq!(packed.access_for(d, false, t), p.access_for(d, false, t));
+        }
     }
 }

@@ -1,7 +1,9 @@
 //! The Unix socket front end: every connection is a dom0 client. One
-//! thread runs an epoll loop over all connections (no per-request thread
+//! thread runs an event loop over all connections (no per-request thread
 //! hand-off, no blocking writes): a client that never reads its replies
-//! only stops being read from, everybody else carries on.
+//! only stops being read from, everybody else carries on. The loop is
+//! io_uring's (`uring.rs`) where the kernel allows it, else epoll's
+//! (here).
 
 use crate::engine::{ConnId, Engine, ProtocolError, Waker};
 use std::collections::HashMap;
@@ -34,22 +36,83 @@ pub fn serve(engine: Engine, path: &Path) -> io::Result<SocketServer> {
     SocketServer::start(engine, path)
 }
 
+/// Which event loop serves the socket.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring if the kernel allows it, else epoll.
+    #[default]
+    Auto,
+    /// Always epoll.
+    Epoll,
+    /// Always io_uring (fails to start without it).
+    Uring,
+}
+
 impl SocketServer {
     /// Binds `path` and starts the server thread.
     pub fn start(engine: Engine, path: &Path) -> io::Result<SocketServer> {
+        Self::start_with(engine, path, Backend::Auto)
+    }
+
+    /// [`SocketServer::start`] with a chosen event loop.
+    pub fn start_with(engine: Engine, path: &Path, backend: Backend) -> io::Result<SocketServer> {
         let _ = std::fs::remove_file(path);
         let listener = UnixListener::bind(path)?;
         listener.set_nonblocking(true)?;
         let wake = Arc::new(EventFd::new()?);
         let stop = Arc::new(AtomicBool::new(false));
-        let mut lp = Loop::new(engine, listener, wake.clone(), stop.clone())?;
+        let (w, s) = (wake.clone(), stop.clone());
+        // The ring is made on the thread that uses it (SINGLE_ISSUER);
+        // the thread reports whether it could start.
+        let (tx, rx) = std::sync::mpsc::channel::<io::Result<()>>();
         let thread = std::thread::Builder::new()
             .name("xenstored-socket".into())
             .spawn(move || {
-                if let Err(e) = lp.run() {
+                let ring = match backend {
+                    Backend::Epoll => None,
+                    Backend::Uring => match crate::uring::ring() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    },
+                    Backend::Auto => match crate::uring::ring() {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            tracing::info!("xenstore socket: no io_uring ({e}); using epoll");
+                            None
+                        }
+                    },
+                };
+                let result = match ring {
+                    Some(ring) => {
+                        let _ = tx.send(Ok(()));
+                        crate::uring::UringLoop::new(ring, engine, listener, w, s).run()
+                    }
+                    None => match Loop::new(engine, listener, w, s) {
+                        Ok(mut lp) => {
+                            let _ = tx.send(Ok(()));
+                            lp.run()
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    },
+                };
+                if let Err(e) = result {
                     tracing::error!("xenstore socket server stopped: {e}");
                 }
             })?;
+        let started = rx
+            .recv()
+            .unwrap_or_else(|_| Err(io::Error::other("xenstore socket thread ended at start")));
+        if let Err(e) = started {
+            let _ = thread.join();
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(SocketServer {
             path: path.to_owned(),
             stop,
@@ -104,8 +167,8 @@ impl Drop for SocketServer {
     }
 }
 
-/// A Linux eventfd used to wake the epoll loop.
-struct EventFd(OwnedFd);
+/// A Linux eventfd used to wake the event loop.
+pub(crate) struct EventFd(pub(crate) OwnedFd);
 
 impl EventFd {
     fn new() -> io::Result<EventFd> {
@@ -118,13 +181,13 @@ impl EventFd {
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))
     }
 
-    fn signal(&self) {
+    pub(crate) fn signal(&self) {
         let one: u64 = 1;
         // SAFETY: writes 8 bytes from a live u64 to our eventfd.
         unsafe { libc::write(self.0.as_raw_fd(), (&one as *const u64).cast(), 8) };
     }
 
-    fn drain(&self) {
+    pub(crate) fn drain(&self) {
         let mut v: u64 = 0;
         // SAFETY: reads 8 bytes into a live u64 from our eventfd.
         unsafe { libc::read(self.0.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
@@ -339,17 +402,42 @@ impl Loop {
             return;
         };
         let mut eof = false;
+        let mut peeked = 0;
         if readable && c.pending_out() < OUTPUT_HIGH_WATER {
-            match recv(&c.stream, &mut self.buf, 0) {
+            let flags = if c.input.is_empty() {
+                libc::MSG_PEEK
+            } else {
+                0
+            };
+            match recv(&c.stream, &mut self.buf, flags) {
                 Ok(0) => eof = true,
-                Ok(n) => c.input.extend_from_slice(&self.buf[..n]),
+                Ok(n) => {
+                    c.input.extend_from_slice(&self.buf[..n]);
+                    if flags != 0 {
+                        peeked = n;
+                    }
+                }
                 Err(e)
                     if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => eof = true,
             }
         }
         let result = c.process(&self.engine);
-        let write_ok = c.flush();
+        let mut write_ok = c.flush();
+        while peeked > 0 {
+            match recv(&c.stream, &mut self.buf[..peeked], 0) {
+                Ok(0) => {
+                    write_ok = false;
+                    break;
+                }
+                Ok(n) => peeked -= n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {
+                    write_ok = false;
+                    break;
+                }
+            }
+        }
         if let Err(e) = &result {
             tracing::warn!(token, "xenstore socket: closing client: {e}");
         }

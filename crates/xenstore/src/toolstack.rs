@@ -129,7 +129,7 @@ impl Engine {
     /// Reads a node's permissions.
     pub fn get_perms(&self, p: &str) -> Result<Perms, XsError> {
         let p = Self::dom0_path(p)?;
-        self.direct(|st, _| st.get(&p).map(|n| n.perms.clone()).ok_or(XsError::NoEnt))
+        self.direct(|st, _| st.get(&p).map(|n| n.perms.to_perms()).ok_or(XsError::NoEnt))
     }
 
     /// Sets a node's permissions (e.g. `Perms::parse(["n5", "r0"])`).

@@ -1,8 +1,10 @@
 //! The VMM's control socket: what xl reaches through libxl and Xen's
 //! domctls (domain info, pause, unpause, destroy, forced shutdown, the
-//! hypervisor log). One JSON request line per connection, one JSON reply
-//! line back: `{"op": "pause"}` → `{"ok": true}` or
-//! `{"ok": false, "error": "..."}`.
+//! hypervisor log, device hot-plug). One JSON request line per connection,
+//! one JSON reply line back: `{"op": "pause"}` → `{"ok": true}` or
+//! `{"ok": false, "error": "..."}`. Each connection is served on its own
+//! thread, so a slow request (an unplug waiting for the guest) does not hold
+//! up `list` or `destroy`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -22,6 +24,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sends `request` to the domain's VMM and returns its reply (errors
 /// reported by the VMM become `Err`).
 pub fn request(dir: &DomainDir, request: Value) -> anyhow::Result<Value> {
+    request_within(dir, request, REPLY_TIMEOUT)
+}
+
+/// [`request`] for requests that may take up to `timeout` (hot-plug).
+pub fn request_within(dir: &DomainDir, request: Value, timeout: Duration) -> anyhow::Result<Value> {
     let path = dir.control_socket();
     let mut s = UnixStream::connect(&path).with_context(|| {
         format!(
@@ -30,7 +37,7 @@ pub fn request(dir: &DomainDir, request: Value) -> anyhow::Result<Value> {
             path.display()
         )
     })?;
-    s.set_read_timeout(Some(REPLY_TIMEOUT))?;
+    s.set_read_timeout(Some(timeout))?;
     let mut line = request.to_string();
     line.push('\n');
     s.write_all(line.as_bytes())?;
@@ -55,8 +62,9 @@ pub fn request(dir: &DomainDir, request: Value) -> anyhow::Result<Value> {
 pub fn serve(
     path: &Path,
     stop: Arc<AtomicBool>,
-    handle: impl Fn(&Value) -> Result<Value, String> + Send + 'static,
+    handle: impl Fn(&Value) -> Result<Value, String> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
+    let handle = Arc::new(handle);
     let _ = std::fs::remove_file(path);
     let listener =
         UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
@@ -67,8 +75,16 @@ pub fn serve(
             while !stop.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((s, _)) => {
-                        if let Err(e) = one(s, &handle) {
-                            tracing::debug!("control connection: {e}");
+                        let handle = handle.clone();
+                        let spawned = std::thread::Builder::new()
+                            .name("control-req".into())
+                            .spawn(move || {
+                                if let Err(e) = one(s, &*handle) {
+                                    tracing::debug!("control connection: {e}");
+                                }
+                            });
+                        if let Err(e) = spawned {
+                            tracing::warn!("control socket: no thread for a request: {e}");
                         }
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

@@ -143,7 +143,7 @@ fn vif_bridge(devid: u32, bridge: Option<&str>) -> Option<String> {
     None
 }
 
-fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
+pub(crate) fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
     let devid = u32::try_from(n.devid).unwrap_or(index as u32);
     let mut mac = n.mac;
     if mac == [0; 6] {
@@ -180,20 +180,22 @@ fn vif_spec(n: &xl_config::Nic, index: usize, uuid: &[u8; 16]) -> vmm::VifSpec {
     vmm::VifSpec { net, hotplug }
 }
 
-/// One `disk=` entry for the PV block backend: raw images and block
-/// devices; other formats and empty drives are refused with the reason.
-fn disk_spec(d: &xl_config::Disk) -> anyhow::Result<vmm::DiskSpec> {
+/// One `disk=` entry for the PV block backend: raw and qcow2 images and
+/// block devices; other formats and empty drives are refused with the
+/// reason.
+pub(crate) fn disk_spec(d: &xl_config::Disk) -> anyhow::Result<vmm::DiskSpec> {
     let vdev = d
         .vdev
         .clone()
         .context("disk without vdev (e.g. \"vdev=xvda\")")?;
-    match d.format {
-        None | Some(xl_config::DiskFormat::Raw) => {}
+    let format = match d.format {
+        None | Some(xl_config::DiskFormat::Raw) => vmm::DiskImageFormat::Raw,
+        Some(xl_config::DiskFormat::Qcow2) => vmm::DiskImageFormat::Qcow2,
         Some(f) => bail!(
-            "disk {vdev}: format {} is not supported (raw images and block devices only)",
+            "disk {vdev}: format {} is not supported (raw, qcow2 and block devices only)",
             f.name()
         ),
-    }
+    };
     let path = d
         .pdev_path
         .clone()
@@ -205,12 +207,13 @@ fn disk_spec(d: &xl_config::Disk) -> anyhow::Result<vmm::DiskSpec> {
         readonly: d.readwrite == 0,
         cdrom: d.is_cdrom != 0,
         discard: d.discard_enable.unwrap_or(true),
+        format,
     })
 }
 
 /// `xxxxxxxx-xxxx-...` to the 16 bytes XenStore's `/vm/<uuid>` and the
 /// guest see.
-fn uuid_bytes(uuid: &str) -> anyhow::Result<[u8; 16]> {
+pub(crate) fn uuid_bytes(uuid: &str) -> anyhow::Result<[u8; 16]> {
     let hex: String = uuid.chars().filter(|c| *c != '-').collect();
     let mut out = [0u8; 16];
     if hex.len() != 32 {
@@ -305,9 +308,17 @@ mod tests {
         assert!(!vm.disks[0].readonly && !vm.disks[0].cdrom && vm.disks[0].discard);
         assert_eq!(vm.disks[1].vdev, "hdc");
         assert!(vm.disks[1].readonly && vm.disks[1].cdrom && !vm.disks[1].discard);
-        let qcow = parsed("type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,qcow2,xvda,rw']\n");
-        let err = vm_config(&qcow, 3).expect_err("qcow2 refused").to_string();
-        assert!(err.contains("qcow2"), "{err}");
+        assert_eq!(vm.disks[0].format, vmm::DiskImageFormat::Raw);
+        let qcow2 = parsed("type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,qcow2,xvda,rw']\n");
+        let vm = vm_config(&qcow2, 3).expect("qcow2 maps");
+        assert_eq!(vm.disks[0].format, vmm::DiskImageFormat::Qcow2);
+        for f in ["qcow", "vhd", "qed"] {
+            let other = parsed(&format!(
+                "type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,{f},xvda,rw']\n"
+            ));
+            let err = vm_config(&other, 3).expect_err("refused").to_string();
+            assert!(err.contains(&format!("format {f} ")), "{err}");
+        }
     }
 
     #[test]

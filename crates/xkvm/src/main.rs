@@ -6,6 +6,7 @@ mod coredump;
 mod ctl;
 mod domain;
 mod foreground;
+mod hotplug;
 mod resolve;
 mod rundir;
 mod vmm_process;
@@ -67,6 +68,24 @@ enum Command {
     /// Print the paths of XenStore watch events in a domain's store.
     #[command(name = "xenstore-watch")]
     XenstoreWatch(cmd::xenstore::Args),
+    /// Plug a disk into a running domain (as `xl block-attach`).
+    #[command(name = "block-attach")]
+    BlockAttach(cmd::block::AttachArgs),
+    /// Unplug a disk from a running domain (as `xl block-detach`).
+    #[command(name = "block-detach")]
+    BlockDetach(cmd::block::DetachArgs),
+    /// List a domain's disks (as `xl block-list`).
+    #[command(name = "block-list")]
+    BlockList(cmd::block::ListArgs),
+    /// Plug a network interface into a running domain (as `xl network-attach`).
+    #[command(name = "network-attach")]
+    NetworkAttach(cmd::network::AttachArgs),
+    /// Unplug a network interface (as `xl network-detach`).
+    #[command(name = "network-detach")]
+    NetworkDetach(cmd::network::DetachArgs),
+    /// List a domain's network interfaces (as `xl network-list`).
+    #[command(name = "network-list")]
+    NetworkList(cmd::network::ListArgs),
     /// Run a standalone XenStore daemon on a Unix socket.
     Xenstored(cmd::xenstored::Args),
     /// (internal) The VMM process of one domain, started by `create`.
@@ -100,6 +119,12 @@ fn main() -> ExitCode {
         Command::XenstoreLs(a) => cmd::xenstore::ls(a),
         Command::XenstoreRm(a) => cmd::xenstore::rm(a),
         Command::XenstoreWatch(a) => cmd::xenstore::watch(a),
+        Command::BlockAttach(a) => cmd::block::attach(a),
+        Command::BlockDetach(a) => cmd::block::detach(a),
+        Command::BlockList(a) => cmd::block::list(a),
+        Command::NetworkAttach(a) => cmd::network::attach(a),
+        Command::NetworkDetach(a) => cmd::network::detach(a),
+        Command::NetworkList(a) => cmd::network::list(a),
         Command::Xenstored(args) => cmd::xenstored::run(args),
         Command::RunDomain(args) => vmm_process::run(args),
     };

@@ -151,13 +151,26 @@ struct Mode {
 struct Domain {
     rd: RunDir,
     dir: Mutex<DomainDir>,
-    config: DomainConfig,
+    /// The configuration, with the devices plugged in and out since (as
+    /// libxl keeps it in its per-domain userdata): what `list -l` shows
+    /// and what a reboot starts again.
+    config: Mutex<DomainConfig>,
     /// The config file and overrides, for a rename-restart's new VMM.
     rest: Vec<String>,
     mode: Mode,
     control: vmm::DomainControl,
     store: xenstore::Engine,
     status: Mutex<Status>,
+}
+
+impl Domain {
+    /// A copy of the current configuration.
+    fn config(&self) -> DomainConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 fn start_and_run(
@@ -192,7 +205,7 @@ fn start_and_run(
     let dom = Arc::new(Domain {
         rd: rd.clone(),
         dir: Mutex::new(dir.clone()),
-        config,
+        config: Mutex::new(config),
         rest: rest.to_vec(),
         mode,
         control,
@@ -271,12 +284,12 @@ fn run_loop(
     hub: &ConsoleHub,
     reporter: &Arc<Reporter>,
 ) -> anyhow::Result<ExitCode> {
-    let config = dom.config.clone();
+    let config = dom.config();
     dom.control
         .set_dump_policy(Box::new(move |exit| dumps(&config, exit)));
     loop {
         let domid = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
-        let mut vm = domain::vm_config(&dom.config, domid)?;
+        let mut vm = domain::vm_config(&dom.config(), domid)?;
         // vif scripts reach this domain's store as libxl's reach xenstored.
         let store_socket = dom
             .dir
@@ -316,7 +329,7 @@ fn run_loop(
         }
         forget_domain_nodes(&dom.store, domid);
         let outcome =
-            match result.with_context(|| format!("domain {} failed", dom.config.c_info.name))? {
+            match result.with_context(|| format!("domain {} failed", dom.config().c_info.name))? {
                 vmm::Ended::Destroyed { hypervisor_log } => {
                     tracing::info!("domain {domid} destroyed");
                     append_dmesg(dom, &hypervisor_log);
@@ -326,7 +339,7 @@ fn run_loop(
             };
         append_dmesg(dom, &outcome.hypervisor_log);
         let exit = outcome.exit;
-        let action = domain::action_for(&dom.config, exit);
+        let action = domain::action_for(&dom.config(), exit);
         tracing::info!(?exit, ?action, "domain {domid} shut down");
         dom.status
             .lock()
@@ -488,9 +501,10 @@ fn info(dom: &Domain) -> Value {
     let (type_, warning) = domain_type(&dom.store, st.domid);
     let paused = dom.control.is_paused();
     let (cpu, running) = vcpu_cpu_time();
-    let b = &dom.config.b_info;
+    let cfg = dom.config();
+    let b = &cfg.b_info;
     let mem_mib = b.target_memkb.or(b.max_memkb).unwrap_or(0) / 1024;
-    let mut config = xl_config::json::to_json(&dom.config, xl_config::Flavour::Full);
+    let mut config = xl_config::json::to_json(&cfg, xl_config::Flavour::Full);
     if let Some(c) = config.get_mut("c_info").and_then(Value::as_object_mut) {
         c.insert("type".into(), json!(type_));
         c.insert("name".into(), json!(st.name));
@@ -555,6 +569,22 @@ fn handle(dom: &Domain, req: &Value) -> Result<Value, String> {
                 .clone();
             log.extend(dom.control.hypervisor_log());
             Ok(json!({ "log": String::from_utf8_lossy(&log) }))
+        }
+        op @ ("block-attach" | "block-detach" | "block-list" | "network-attach"
+        | "network-detach" | "network-list") => {
+            let domid = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
+            let target = crate::hotplug::Target {
+                config: &dom.config,
+                control: &dom.control,
+                store: &dom.store,
+                domid,
+                xenstored_path: dom
+                    .dir
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .xenstore_socket(),
+            };
+            crate::hotplug::handle(&target, op, req)
         }
         other => Err(format!("unknown control request {other:?}")),
     }

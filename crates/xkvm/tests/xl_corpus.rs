@@ -1,5 +1,6 @@
 //! `xkvm create -n` end to end over the xl.cfg corpus (tests/xl-config/):
-//! the same exit status as Xen 4.17's `xl create -n` and, when it succeeds,
+//! the same exit status as Xen 4.17's `xl create -n` (except where xl
+//! crashes: there we refuse with status 1) and, when it succeeds,
 //! the same JSON document on stdout (compared as JSON; `uuid` ignored when
 //! the file sets none). The library-level comparison, warnings included, is
 //! crates/xl-config/tests/xl_corpus.rs.
@@ -17,6 +18,16 @@ fn sets_uuid(cfg: &str) -> bool {
             .strip_prefix("uuid")
             .is_some_and(|r| r.trim_start().starts_with(['=', '+']))
     })
+}
+
+/// The status we must exit with where xl exits `xl_status`: the same,
+/// except for xl's crashes (SIGABRT 134, SIGSEGV 139), which we turn into
+/// an ordinary refusal.
+fn expected_status(xl_status: i32) -> i32 {
+    match xl_status {
+        134 | 139 => 1,
+        s => s,
+    }
 }
 
 fn without_uuid(mut v: serde_json::Value) -> serde_json::Value {
@@ -57,7 +68,7 @@ fn create_dry_run_matches_xl_for_every_corpus_file() {
             .args(&overrides)
             .output()
             .expect("run xkvm");
-        if out.status.success() != (want_exit == 0) {
+        if out.status.code() != Some(expected_status(want_exit)) {
             failures.push(format!(
                 "{name}: xl exits {want_exit}, xkvm {:?}: {}",
                 out.status.code(),
@@ -130,10 +141,55 @@ fn create_dry_run_errors_name_the_file_and_fail() {
         .args(["create", "-n", "bad_timer_mode.cfg"])
         .output()
         .expect("run xkvm");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("bad_timer_mode.cfg: timer_mode: invalid value \"bogus\""),
         "{err}"
     );
+}
+
+#[test]
+fn create_dry_run_exits_with_xls_status_for_the_refusal_site() {
+    // xl: exit(-ERROR_FAIL) for a PV timer_mode, exit(-ERROR_INVAL) from
+    // libxlu's PCI parser, ERROR_FAIL from create_domain for a missing file.
+    for (cfg, status) in [
+        ("bad_timer_mode_pv.cfg", 3),
+        ("bad_pci_bdf_and_name.cfg", 6),
+        ("no_such_file.cfg", 3),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xkvm"))
+            .current_dir(corpus_dir())
+            .args(["create", "-n", cfg])
+            .output()
+            .expect("run xkvm");
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{cfg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn create_command_line_refusals_exit_as_xl_does() {
+    // xl: no file is ERROR_INVAL from create_domain (6); a second file
+    // name makes main_create print its help and return 2.
+    for (args, status) in [
+        (&["create", "-n"][..], 6),
+        (&["create", "-n", "pvh_minimal.cfg", "other.cfg"][..], 2),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_xkvm"))
+            .current_dir(corpus_dir())
+            .args(args)
+            .output()
+            .expect("run xkvm");
+        assert_eq!(
+            out.status.code(),
+            Some(status),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -32,7 +32,8 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("{e}");
-            ExitCode::FAILURE
+            // The status xl exits with at this refusal site.
+            ExitCode::from(e.exit_status())
         }
     }
 }

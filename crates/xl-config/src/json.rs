@@ -156,6 +156,26 @@ fn bitmaps(v: &[Vec<u32>]) -> Value {
     Value::Array(v.iter().map(|m| json!(m)).collect())
 }
 
+/// `libxl_vnode_info` entries: fields at libxl's defaults (no size, pnode
+/// 0, no vCPUs) are left out, the distances always written.
+fn vnodes(nodes: &[VnodeInfo]) -> Value {
+    Value::Array(
+        nodes
+            .iter()
+            .map(|n| {
+                let mut o = Obj::new();
+                o.m("memkb", n.memkb);
+                o.put("distances", json!(n.distances));
+                o.i("pnode", i64::from(n.pnode));
+                if !n.vcpus.is_empty() {
+                    o.put("vcpus", json!(n.vcpus));
+                }
+                o.done()
+            })
+            .collect(),
+    )
+}
+
 fn b_info(d: &DomainConfig, flavour: Flavour) -> Value {
     let b = &d.b_info;
     let mut o = Obj::new();
@@ -185,6 +205,9 @@ fn b_info(d: &DomainConfig, flavour: Flavour) -> Value {
         o.put("cpuid", cpuid(&b.cpuid));
     }
     o.s("blkdev_start", &b.blkdev_start);
+    if !b.vnuma_nodes.is_empty() {
+        o.put("vnuma_nodes", vnodes(&b.vnuma_nodes));
+    }
     if let Some(v) = b.max_grant_frames {
         o.put("max_grant_frames", json!(v));
     }

@@ -19,8 +19,9 @@ pub mod resources;
 pub mod syntax;
 pub mod uuid;
 pub mod vif;
+pub mod vnuma;
 
-pub use error::Error;
+pub use error::{Error, XlExit};
 pub use json::Flavour;
 pub use model::*;
 

@@ -476,6 +476,19 @@ impl Default for UsbDev {
     }
 }
 
+/// `libxl_vnode_info`: one virtual NUMA node (`vnuma`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VnodeInfo {
+    /// `size=` in KiB; `None` when the node names none (libxl's default).
+    pub memkb: Option<u64>,
+    /// Distance to each node (`vdistances=`), one entry per node.
+    pub distances: Vec<u32>,
+    /// The host node backing it (`pnode=`).
+    pub pnode: u32,
+    /// Its vCPUs (set bit numbers).
+    pub vcpus: Vec<u32>,
+}
+
 /// `libxl_domain_build_info` (the parts xl.cfg reaches on x86).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BuildInfo {
@@ -498,6 +511,8 @@ pub struct BuildInfo {
     /// `cpuid=`: empty when not set.
     pub cpuid: crate::cpuid::CpuidPolicy,
     pub blkdev_start: Option<String>,
+    /// `vnuma`: empty when not set.
+    pub vnuma_nodes: Vec<VnodeInfo>,
     pub max_grant_frames: Option<u32>,
     pub max_maptrack_frames: Option<u32>,
     /// `qemu_xen_traditional` / `qemu_xen` when set.

@@ -80,9 +80,25 @@ fn rdm_policy(s: &str) -> Option<RdmPolicy> {
 }
 
 /// A `pci` item libxlu refuses (xl then says "unable to parse
-/// PCI_SPEC_STRING").
+/// PCI_SPEC_STRING" and exits with libxlu's error code negated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InvalidSpec;
+pub enum InvalidSpec {
+    /// libxlu's own checks: `ERROR_INVAL`.
+    Syntax,
+    /// An `rdm_policy` name libxl's enum lookup does not know: that lookup
+    /// returns `ERROR_FAIL`, which libxlu passes on.
+    UnknownRdmPolicy,
+}
+
+impl InvalidSpec {
+    /// The status xl exits with.
+    pub fn xl_exit(self) -> crate::XlExit {
+        match self {
+            InvalidSpec::Syntax => crate::XlExit::ErrorInval,
+            InvalidSpec::UnknownRdmPolicy => crate::XlExit::ErrorFail,
+        }
+    }
+}
 
 /// One `pci` list item. `pci` arrives with the global `pci_*` defaults
 /// already filled in. Messages libxlu prints go to `warn`; `Err` means xl
@@ -100,19 +116,19 @@ pub fn parse_spec(
         bdf = true;
         p = n;
         if s.get(p) == Some(&b'@') {
-            let (v, n) = parse_vslot(&s[p + 1..]).ok_or(InvalidSpec)?;
+            let (v, n) = parse_vslot(&s[p + 1..]).ok_or(InvalidSpec::Syntax)?;
             pci.vdevfn = v;
             p += 1 + n;
         }
         match s.get(p) {
             Some(b',') => p += 1,
             None => {}
-            Some(_) => return Err(InvalidSpec),
+            Some(_) => return Err(InvalidSpec::Syntax),
         }
     }
     while p < s.len() {
         let rest = &spec[p..];
-        let eq = rest.find('=').ok_or(InvalidSpec)?;
+        let eq = rest.find('=').ok_or(InvalidSpec::Syntax)?;
         let key = &rest[..eq];
         let after = &rest[eq + 1..];
         let (val, used) = match after.find(',') {
@@ -122,10 +138,10 @@ pub fn parse_spec(
         p += used;
         match key {
             "bdf" => {
-                parse_bdf(pci, val.as_bytes()).ok_or(InvalidSpec)?;
+                parse_bdf(pci, val.as_bytes()).ok_or(InvalidSpec::Syntax)?;
                 bdf = true;
             }
-            "vslot" => pci.vdevfn = parse_vslot(val.as_bytes()).ok_or(InvalidSpec)?.0,
+            "vslot" => pci.vdevfn = parse_vslot(val.as_bytes()).ok_or(InvalidSpec::Syntax)?.0,
             "permissive" => pci.permissive = atoi(val) != 0,
             "msitranslate" => pci.msitranslate = atoi(val) != 0,
             "seize" => pci.seize = atoi(val) != 0,
@@ -134,7 +150,7 @@ pub fn parse_spec(
                 Some(v) => pci.rdm_policy = v,
                 None => {
                     warn.push(format!("Unknown RDM policy: {val}{NO_NEWLINE}"));
-                    return Err(InvalidSpec);
+                    return Err(InvalidSpec::UnknownRdmPolicy);
                 }
             },
             "name" => {
@@ -143,12 +159,12 @@ pub fn parse_spec(
             }
             _ => {
                 warn.push(format!("Unknown PCI_SPEC_STRING option: {key}{NO_NEWLINE}"));
-                return Err(InvalidSpec);
+                return Err(InvalidSpec::Syntax);
             }
         }
     }
     if bdf == name {
-        return Err(InvalidSpec);
+        return Err(InvalidSpec::Syntax);
     }
     Ok(())
 }

@@ -92,6 +92,7 @@ fn spec_item() -> impl Strategy<Value = String> {
         "((type|version|ports|hostbus|hostaddr|controller|port|backend|be-alloc)=[0-9a-zé\\-]{0,6},){0,5}",
         "connectors=([a-zé:]{0,4}:[ 0-9x\\-+]{0,9};){0,3}",
         "(card|pcm|stream|Pcm|x)(, ?(sample-rates|sample-formats|channels-min|buffer-size|name|type|unique-id|backend)=[0-9a-z_;é]{0,9}){0,4}",
+        " ?=?(size|pnode|vcpus|vdistances|x) ?=+[ 0-9x,+\\-é]{0,24}",
     ]
 }
 
@@ -99,21 +100,23 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn cpuid_usb_vdispl_vsnd_specs_never_panic(
-        key in prop::sample::select(vec!["cpuid", "usbctrl", "usbdev", "vdispl", "vsnd"]),
+    fn cpuid_usb_vdispl_vsnd_vnuma_specs_never_panic(
+        key in prop::sample::select(vec!["cpuid", "usbctrl", "usbdev", "vdispl", "vsnd", "vnuma"]),
+        maxvcpus in prop::sample::select(vec!["", "maxvcpus = 4\n", "maxvcpus = 2147483648\n", "maxvcpus = 1048577\n"]),
         items in proptest::collection::vec(spec_item(), 0..4),
         as_list in any::<bool>(),
     ) {
         let quoted: Vec<String> = items.iter().map(|i| format!("\"{i}\"")).collect();
-        let value = if key == "vsnd" && as_list {
-            // vsnd is a list of cards, each a list of strings.
+        let value = if (key == "vsnd" || key == "vnuma") && as_list {
+            // vsnd is a list of cards and vnuma one of nodes, each a list
+            // of strings.
             format!("[ [ {} ], [ {} ] ]", quoted.join(", "), quoted.join(", "))
         } else if as_list || quoted.is_empty() {
             format!("[ {} ]", quoted.join(", "))
         } else {
             quoted[0].clone()
         };
-        let text = format!("name = \"g\"\ntype = \"pvh\"\nkernel = \"/k\"\n{key} = {value}\n");
+        let text = format!("name = \"g\"\ntype = \"pvh\"\nkernel = \"/k\"\n{maxvcpus}{key} = {value}\n");
         check(text.as_bytes());
     }
 }

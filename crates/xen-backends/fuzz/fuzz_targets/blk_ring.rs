@@ -32,6 +32,7 @@ fuzz_target!(|data: &[u8]| {
         readonly: data[0] & 2 != 0,
         cdrom: false,
         discard: true,
+        format: Default::default(),
     };
     let Ok(mut h) = BlkHarness::connect(spec, abi, 0, data[0] & 4 != 0, 1 << 20) else {
         return;

@@ -1,11 +1,12 @@
 //! One connected block ring: a ring thread that takes every request the
 //! ring offers per wake-up and a small pool of I/O workers.
 //!
-//! Per batch the ring thread keeps a share of the small READs the page
-//! cache can serve without blocking (`RWF_NOWAIT`) and runs them itself;
-//! the rest (writes, large reads, reads that would wait for the disk, and
-//! the other cores' share of small reads) goes to the workers as a few
-//! jobs of several requests. Whoever ran a group of requests posts their
+//! Per batch the ring thread runs the READs the page cache can serve
+//! without blocking (`RWF_NOWAIT`, straight into the granted pages)
+//! itself, all of them when they add up to less than
+//! [`MIN_SPLIT_BYTES`], else its share beside one helper worker per spare
+//! CPU; the rest (writes, discards, reads that would wait for the disk)
+//! goes to the workers as a few jobs of several requests. Whoever ran a group of requests posts their
 //! responses together and notifies once. Hand-offs per request (a channel
 //! message, a wake-up, a lock round) cost more than a cached 4 KiB read,
 //! which is why this is batched.
@@ -41,11 +42,11 @@ use super::io::{self, Backing, Wait};
 pub const WORKERS: usize = 4;
 /// Safety-net poll of the ring without a notification.
 const POLL: Duration = Duration::from_millis(100);
-/// READs up to this size may run on the ring thread when cached.
-const INLINE_MAX: u64 = 64 << 10;
-/// Fewer cached small reads than this in a batch are all run on the ring
-/// thread: waking a worker costs more than they do.
-const MIN_SPLIT: usize = 8;
+/// Cached reads of a batch that add up to fewer bytes than this are all
+/// run on the ring thread: waking a worker (a futex wake and often an IPI,
+/// 10-20 µs on the development VMs) costs more than copying them. A full
+/// queue of 32 × 4 KiB stays below it; a 1 MiB read is shared out.
+const MIN_SPLIT_BYTES: u64 = 256 << 10;
 
 /// A response owed: id, operation, status.
 type Rsp = (u64, u8, i16);
@@ -75,8 +76,8 @@ pub struct RingEnv {
 
 struct Shared {
     workers: usize,
-    /// Workers that run small cached reads beside the ring thread: one
-    /// per spare CPU (the ring thread uses one).
+    /// Workers that run a share of a batch's cached reads beside the ring
+    /// thread: one per spare CPU (the ring thread uses one).
     helpers: usize,
     io: Backing,
     ring: Mutex<BackRing>,
@@ -230,7 +231,7 @@ fn set_fatal(s: &Shared, msg: String) {
 fn serve(s: &Shared, tx: &Sender<Vec<Request>>) {
     let mut rsps: Vec<Rsp> = Vec::new();
     let mut run: Vec<Request> = Vec::new();
-    let mut buf = Vec::new();
+    let mut buf = io::Scratch::default();
     while !s.stop.load(Ordering::SeqCst) {
         let batch = match take_batch(s) {
             Ok(b) => b,
@@ -272,25 +273,25 @@ fn dispatch(
     tx: &Sender<Vec<Request>>,
     run: &mut Vec<Request>,
     rsps: &mut Vec<Rsp>,
-    buf: &mut Vec<u8>,
+    buf: &mut io::Scratch,
 ) {
     if run.is_empty() {
         return;
     }
-    let (mut small, other): (Vec<Request>, Vec<Request>) = run
-        .drain(..)
-        .partition(|r| io::read_bytes(r).is_some_and(|n| n <= INLINE_MAX));
-    // The helpers' share of the small reads, from the end of the batch.
+    let (mut reads, other): (Vec<Request>, Vec<Request>) =
+        run.drain(..).partition(|r| io::read_bytes(r).is_some());
+    let bytes: u64 = reads.iter().filter_map(io::read_bytes).sum();
+    // The helpers' share of the reads, from the end of the batch.
     let mut jobs: Vec<Vec<Request>> = Vec::new();
-    if small.len() >= MIN_SPLIT && s.helpers > 0 {
-        let keep = small.len().div_ceil(s.helpers + 1);
-        let shared_out = small.split_off(keep);
+    if bytes >= MIN_SPLIT_BYTES && s.helpers > 0 {
+        let keep = reads.len().div_ceil(s.helpers + 1);
+        let shared_out = reads.split_off(keep);
         jobs.extend(split(shared_out, s.helpers));
     }
     jobs.extend(split(other, s.workers));
     send_jobs(s, tx, jobs, rsps);
     let mut missed = Vec::new();
-    for req in small {
+    for req in reads {
         match io::execute(&s.io, &req, buf, Wait::Never) {
             Some(status) => rsps.push((req.id, req.op, status)),
             None => missed.push(vec![req]),
@@ -365,7 +366,7 @@ fn finish(s: &Shared, done: usize) {
 fn worker(s: Arc<Shared>, rx: Arc<Mutex<Receiver<Vec<Request>>>>) {
     // Reused across requests: zeroing a fresh megabyte per request costs
     // more than the copy itself.
-    let mut buf = Vec::new();
+    let mut buf = io::Scratch::default();
     let mut rsps = Vec::new();
     loop {
         let job = {

@@ -6,6 +6,8 @@
 pub mod conn;
 pub mod disk;
 mod io;
+pub mod qcow2;
+mod vectored;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use crate::blkif::{Abi, MAX_INDIRECT_SEGMENTS};
 use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
 use conn::{ConnectParams, Connection, RingEnv};
 use disk::DiskImage;
+pub use disk::ImageFormat;
 
 /// `max-ring-page-order` we offer (16 pages, as Linux blkback's default
 /// maximum `xen_blkif_max_ring_order`).
@@ -38,6 +41,8 @@ pub struct BlockSpec {
     pub cdrom: bool,
     /// `discard` / `no-discard` (libxl default: enabled).
     pub discard: bool,
+    /// `format=` (raw or qcow2; never probed from the content).
+    pub format: ImageFormat,
 }
 
 /// Why a block device could not be created.
@@ -79,10 +84,12 @@ impl BlockDevice {
         let devid =
             xenbus::vdev_to_devid(&spec.vdev).ok_or_else(|| BlockError::Vdev(spec.vdev.clone()))?;
         let disk =
-            DiskImage::open(&spec.path, spec.readonly).map_err(|source| BlockError::Open {
-                vdev: spec.vdev.clone(),
-                path: spec.path.clone(),
-                source,
+            DiskImage::open_as(&spec.path, spec.readonly, spec.format).map_err(|source| {
+                BlockError::Open {
+                    vdev: spec.vdev.clone(),
+                    path: spec.path.clone(),
+                    source,
+                }
             })?;
         let paths = DevicePaths::new(DeviceKind::Vbd, frontend_domid, env.backend_domid, devid);
         let dev = Self {

@@ -8,7 +8,8 @@
 //! byte `4 * (n / 32)`, and locked 32-bit operations are coherent with the
 //! guest's 64-bit ones.
 
-use std::sync::atomic::Ordering;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 use xen_abi::xen::{vcpu_info_offsets as vio, SharedInfoLayout};
 
@@ -16,7 +17,7 @@ use crate::guest::{Gpa, GuestMemory, MemError};
 use crate::types::Port;
 
 /// Where one vCPU's event state lives right now.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Target {
     /// Guest-physical address of `shared_info`.
     pub shinfo: Gpa,
@@ -161,4 +162,364 @@ pub fn clear_upcall_mask(mem: &dyn GuestMemory, vcpu_info: Gpa) -> Result<(), Me
     mem.atomic_u8(vcpu_info + vio::UPCALL_MASK as u64)?
         .store(0, Ordering::SeqCst);
     Ok(())
+}
+
+/// One vCPU's 2-level event words as host pointers, bounds checked once
+/// when shared_info or the vCPU's `vcpu_info` is placed, so that a send
+/// costs its four atomic instructions rather than four guest-address
+/// lookups (the VMM's lookup takes a lock and walks its memory map each
+/// time). Built by [`Mapped::resolve`] from [`GuestMemory::host_range`];
+/// memories that give no host pointers (test fakes) keep using the
+/// address-based functions above.
+///
+/// Pointing at the host pages behind the guest frames at resolution time
+/// is what Xen does too: it maps shared_info and a registered `vcpu_info`
+/// once and keeps writing to those pages whatever the guest later puts at
+/// the frames. The cache is keyed by [`Target`], so moving either area
+/// resolves it again.
+#[derive(Debug, Clone, Copy)]
+pub struct Mapped {
+    /// `evtchn_pending[0]` in shared_info, as 32-bit words.
+    pending: NonNull<AtomicU32>,
+    /// `evtchn_mask[0]`.
+    mask: NonNull<AtomicU32>,
+    /// `evtchn_pending_sel` (one or two 32-bit words).
+    sel: NonNull<AtomicU32>,
+    /// `evtchn_upcall_pending`.
+    upcall_pending: NonNull<AtomicU8>,
+    /// Ports the bitmaps hold (their size in bits).
+    nr_channels: u32,
+    bits_per_word: u32,
+}
+
+// SAFETY: `Mapped` only holds pointers to atomics in guest memory, which
+// any thread may access (the guest's vCPUs do so concurrently anyway);
+// every access through them is an atomic operation.
+unsafe impl Send for Mapped {}
+// SAFETY: as for `Send`: shared access is atomic-only.
+unsafe impl Sync for Mapped {}
+
+impl Mapped {
+    /// Host pointers for `t`'s event words in `mem`, or `None` if `mem`
+    /// gives no host pointers or an area is not backed or misaligned (the
+    /// caller then uses the address-based path, which reports the error).
+    pub fn resolve(mem: &dyn GuestMemory, t: Target) -> Option<Self> {
+        let l = t.layout();
+        let bitmap = (l.nr_channels / 8) as usize;
+        let sel_bytes = if t.compat { 4 } else { 8 };
+        let pending = mem.host_range(t.shinfo + l.evtchn_pending as u64, bitmap)?;
+        let mask = mem.host_range(t.shinfo + l.evtchn_mask as u64, bitmap)?;
+        let sel = mem.host_range(t.vcpu_info + t.sel_offset(), sel_bytes)?;
+        let upcall_pending = mem.host_range(t.vcpu_info + vio::UPCALL_PENDING as u64, 1)?;
+        let aligned = |p: NonNull<u8>| p.as_ptr() as usize % 4 == 0;
+        if !(aligned(pending) && aligned(mask) && aligned(sel)) {
+            return None;
+        }
+        Some(Self {
+            pending: pending.cast(),
+            mask: mask.cast(),
+            sel: sel.cast(),
+            upcall_pending: upcall_pending.cast(),
+            nr_channels: l.nr_channels,
+            bits_per_word: t.bits_per_word(),
+        })
+    }
+
+    /// The 32-bit word holding bit `bit` of the bitmap at `base`, and the
+    /// bit's mask in it.
+    ///
+    /// # Safety
+    /// `bit` is below the bitmap's size in bits and the memory `self` was
+    /// resolved from is alive.
+    unsafe fn word(&self, base: NonNull<AtomicU32>, bit: u32) -> (&AtomicU32, u32) {
+        // SAFETY: `resolve` checked (host_range) that the bitmap's bytes
+        // are backed host memory within one page, 4-byte aligned; `bit` is
+        // within it (caller), so the word is too. The memory outlives this
+        // use (caller). Guest memory is only ever accessed atomically by
+        // xen-emu, and the guest's own accesses are its business as with
+        // `GuestMemory::atomic_u32`.
+        let w = unsafe { &*base.as_ptr().add((bit / 32) as usize) };
+        (w, 1u32 << (bit % 32))
+    }
+
+    /// [`set_pending`] through the host pointers: `Some(true)` when the
+    /// vCPU needs an upcall, `None` for a port beyond the bitmaps.
+    ///
+    /// # Safety
+    /// The [`GuestMemory`] `self` was resolved from is still alive.
+    pub unsafe fn set_pending(&self, port: Port) -> Option<bool> {
+        if port.0 >= self.nr_channels {
+            return None;
+        }
+        // SAFETY: `port` is within the bitmaps (checked above); the memory
+        // is alive (caller).
+        let (p, bit) = unsafe { self.word(self.pending, port.0) };
+        if p.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+            return Some(false);
+        }
+        // SAFETY: as above, the mask bitmap has the same size.
+        let (m, bit) = unsafe { self.word(self.mask, port.0) };
+        if m.load(Ordering::SeqCst) & bit != 0 {
+            return Some(false);
+        }
+        // The selector has one bit per bitmap word: below 64 (native) or
+        // 32 (compat), within the `sel_bytes` `resolve` checked.
+        // SAFETY: index within the selector; the memory is alive (caller).
+        let (s, bit) = unsafe { self.word(self.sel, port.0 / self.bits_per_word) };
+        if s.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+            return Some(false);
+        }
+        // SAFETY: `resolve` checked the byte is backed; the memory is
+        // alive (caller).
+        let up = unsafe { self.upcall_pending.as_ref() };
+        Some(up.swap(1, Ordering::SeqCst) == 0)
+    }
+
+    /// [`unmask`] through the host pointers: `Some(true)` when the vCPU
+    /// needs an upcall, `None` for a port beyond the bitmaps.
+    ///
+    /// # Safety
+    /// The [`GuestMemory`] `self` was resolved from is still alive.
+    pub unsafe fn unmask(&self, port: Port) -> Option<bool> {
+        if port.0 >= self.nr_channels {
+            return None;
+        }
+        // SAFETY: `port` is within the bitmaps (checked above); the memory
+        // is alive (caller).
+        let (m, bit) = unsafe { self.word(self.mask, port.0) };
+        if m.fetch_and(!bit, Ordering::SeqCst) & bit == 0 {
+            return Some(false);
+        }
+        // SAFETY: as above.
+        let (p, bit) = unsafe { self.word(self.pending, port.0) };
+        if p.load(Ordering::SeqCst) & bit == 0 {
+            return Some(false);
+        }
+        // SAFETY: index within the selector (see `set_pending`); the
+        // memory is alive (caller).
+        let (s, bit) = unsafe { self.word(self.sel, port.0 / self.bits_per_word) };
+        if s.fetch_or(bit, Ordering::SeqCst) & bit != 0 {
+            return Some(false);
+        }
+        // SAFETY: `resolve` checked the byte is backed; the memory is
+        // alive (caller).
+        let up = unsafe { self.upcall_pending.as_ref() };
+        Some(up.swap(1, Ordering::SeqCst) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU16, AtomicU64};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Page-backed guest memory that, like the VMM's, hands out host
+    /// pointers (`host_range`), so that [`Mapped`] is exercised.
+    struct Pages {
+        words: Box<[AtomicU64]>,
+        direct: bool,
+    }
+
+    impl Pages {
+        fn new(pages: usize, direct: bool) -> Self {
+            Self {
+                words: (0..pages * 512).map(|_| AtomicU64::new(0)).collect(),
+                direct,
+            }
+        }
+
+        fn ptr(&self, gpa: Gpa, len: u64) -> Result<*mut u8, MemError> {
+            let end = gpa.checked_add(len).ok_or(MemError::Unbacked(gpa))?;
+            if len == 0 || gpa / 4096 != (end - 1) / 4096 || end > self.words.len() as u64 * 8 {
+                return Err(MemError::Unbacked(gpa));
+            }
+            let base = self.words.as_ptr() as *mut u8;
+            Ok(base.wrapping_add(gpa as usize))
+        }
+
+        fn atomic<T>(&self, gpa: Gpa) -> Result<&T, MemError> {
+            let size = std::mem::size_of::<T>() as u64;
+            if gpa % size != 0 {
+                return Err(MemError::Misaligned(gpa));
+            }
+            let p = self.ptr(gpa, size)?;
+            // SAFETY: `p` is `size` aligned bytes inside `words`, which
+            // live as long as `self`; all accesses are atomic.
+            Ok(unsafe { &*(p as *const T) })
+        }
+
+        fn dump(&self) -> Vec<u64> {
+            self.words
+                .iter()
+                .map(|w| w.load(Ordering::SeqCst))
+                .collect()
+        }
+    }
+
+    impl GuestMemory for Pages {
+        fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self
+                    .atomic::<AtomicU8>(gpa + i as u64)?
+                    .load(Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+            for (i, b) in data.iter().enumerate() {
+                self.atomic::<AtomicU8>(gpa + i as u64)?
+                    .store(*b, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
+            self.atomic(gpa)
+        }
+        fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
+            self.atomic(gpa)
+        }
+        fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
+            self.atomic(gpa)
+        }
+        fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
+            self.atomic(gpa)
+        }
+        fn host_range(&self, gpa: Gpa, len: usize) -> Option<NonNull<u8>> {
+            if !self.direct {
+                return None;
+            }
+            NonNull::new(self.ptr(gpa, len as u64).ok()?)
+        }
+    }
+
+    const SHINFO: Gpa = 0x1000;
+
+    fn target(compat: bool, vcpu_info: Gpa) -> Target {
+        Target {
+            shinfo: SHINFO,
+            vcpu_info,
+            compat,
+        }
+    }
+
+    #[test]
+    fn resolve_needs_host_pointers_and_backed_aligned_areas() {
+        let t = target(false, SHINFO);
+        assert!(Mapped::resolve(&Pages::new(4, false), t).is_none());
+        assert!(Mapped::resolve(&Pages::new(4, true), t).is_some());
+        // vcpu_info past the end of memory, or its selector misaligned.
+        assert!(Mapped::resolve(&Pages::new(4, true), target(false, 0x4000)).is_none());
+        assert!(Mapped::resolve(&Pages::new(4, true), target(false, 0x3002)).is_none());
+        // shared_info's bitmaps must be backed too.
+        let t = Target {
+            shinfo: 0x3000,
+            ..target(false, SHINFO)
+        };
+        assert!(Mapped::resolve(&Pages::new(3, true), t).is_none());
+    }
+
+    #[test]
+    fn ports_beyond_the_bitmaps_are_left_to_the_address_path() {
+        let mem = Pages::new(4, true);
+        let m = Mapped::resolve(&mem, target(true, 0x3000)).expect("mapped");
+        // SAFETY: `mem` outlives `m`'s uses.
+        unsafe {
+            assert_eq!(m.set_pending(Port(1023)), Some(true));
+            assert_eq!(m.set_pending(Port(1024)), None);
+            assert_eq!(m.unmask(Port(4096)), None);
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Send(u32),
+        Unmask(u32),
+        /// The guest masks a port.
+        Mask(u32),
+        /// The guest's upcall handler: clears upcall_pending, the selector
+        /// and one port's pending bit.
+        Handle(u32),
+    }
+
+    fn op(ports: u32) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..ports).prop_map(Op::Send),
+            (0..ports).prop_map(Op::Unmask),
+            (0..ports).prop_map(Op::Mask),
+            (0..ports).prop_map(Op::Handle),
+        ]
+    }
+
+    fn guest_op(mem: &Pages, t: Target, o: &Op) {
+        let l = t.layout();
+        match *o {
+            Op::Mask(p) => {
+                test_and_set(mem, t.shinfo + l.evtchn_mask as u64, p).expect("mask");
+            }
+            Op::Handle(p) => {
+                mem.atomic_u8(t.vcpu_info + vio::UPCALL_PENDING as u64)
+                    .expect("upcall")
+                    .store(0, Ordering::SeqCst);
+                for w in 0..(if t.compat { 1 } else { 2 }) {
+                    mem.atomic_u32(t.vcpu_info + t.sel_offset() + 4 * w)
+                        .expect("sel")
+                        .store(0, Ordering::SeqCst);
+                }
+                test_and_clear(mem, t.shinfo + l.evtchn_pending as u64, p).expect("clear");
+            }
+            _ => {}
+        }
+    }
+
+    proptest! {
+        /// The host-pointer path gives the same answers and leaves the same
+        /// guest memory as the address-based one, for both layouts.
+        #[test]
+        fn mapped_matches_the_address_path(
+            compat in any::<bool>(),
+            vi_slot in 0u64..3,
+            ops in proptest::collection::vec(op(4096), 1..200),
+        ) {
+            let vi = if vi_slot == 0 { SHINFO } else { 0x2000 + 64 * vi_slot };
+            let t = target(compat, vi);
+            let slow = Pages::new(4, false);
+            let fast = Pages::new(4, true);
+            let m = Mapped::resolve(&fast, t).expect("mapped");
+            let nr = t.layout().nr_channels;
+            for o in &ops {
+                match *o {
+                    Op::Send(p) => {
+                        let want = set_pending(&slow, t, Port(p)).ok();
+                        // SAFETY: `fast` outlives `m`'s uses.
+                        let got = unsafe { m.set_pending(Port(p)) };
+                        if p < nr {
+                            prop_assert_eq!(got, want);
+                        } else {
+                            prop_assert_eq!(got, None);
+                            set_pending(&fast, t, Port(p)).ok();
+                        }
+                    }
+                    Op::Unmask(p) => {
+                        let want = unmask(&slow, t, Port(p)).ok();
+                        // SAFETY: as above.
+                        let got = unsafe { m.unmask(Port(p)) };
+                        if p < nr {
+                            prop_assert_eq!(got, want);
+                        } else {
+                            prop_assert_eq!(got, None);
+                            unmask(&fast, t, Port(p)).ok();
+                        }
+                    }
+                    _ => {
+                        guest_op(&slow, t, o);
+                        guest_op(&fast, t, o);
+                    }
+                }
+                prop_assert!(slow.dump() == fast.dump(), "memories differ after {:?}", o);
+            }
+        }
+    }
 }

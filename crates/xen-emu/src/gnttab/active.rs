@@ -89,12 +89,27 @@ struct Pin {
     domid: u16,
 }
 
+/// A mapping the guest made of its own grant (its own maptrack entry,
+/// separate from the backend's: handles are per mapping domain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnMapping {
+    pub gref: u32,
+    /// Guest-physical address of the granted frame.
+    pub frame: Gpa,
+    pub writable: bool,
+    /// Where the guest sees it (`host_addr >> 12`).
+    pub gfn: u64,
+}
+
 /// The backend's pins on one guest's grant entries.
 #[derive(Debug, Default)]
 pub struct ActiveGrants {
     pins: HashMap<u32, Pin>,
     maps: HashMap<u32, Mapping>,
     next_handle: u32,
+    /// The guest's own `GNTTABOP_map_grant_ref` mappings, by handle.
+    own: HashMap<u32, OwnMapping>,
+    next_own: u32,
 }
 
 impl ActiveGrants {
@@ -221,6 +236,41 @@ impl ActiveGrants {
     /// Every live mapping (handle, mapping).
     pub fn all_mappings(&self) -> Vec<(u32, Mapping)> {
         self.maps.iter().map(|(h, m)| (*h, *m)).collect()
+    }
+
+    /// Records a mapping the guest made of its own grant; its handle.
+    pub fn add_own(&mut self, m: OwnMapping) -> Result<u32, GrantError> {
+        if self.own.len() as u32 >= MAX_MAPPINGS {
+            return Err(GrantError::NoSpace(MAX_MAPPINGS));
+        }
+        loop {
+            let h = self.next_own;
+            self.next_own = (self.next_own + 1) % MAX_MAPPINGS;
+            if let std::collections::hash_map::Entry::Vacant(v) = self.own.entry(h) {
+                v.insert(m);
+                return Ok(h);
+            }
+        }
+    }
+
+    /// The guest's own mapping behind `handle`.
+    pub fn own(&self, handle: u32) -> Result<OwnMapping, GrantError> {
+        self.own
+            .get(&handle)
+            .copied()
+            .ok_or(GrantError::BadHandle(handle))
+    }
+
+    /// Forgets the guest's own mapping `handle` (the caller unpins).
+    pub fn remove_own(&mut self, handle: u32) -> Result<OwnMapping, GrantError> {
+        self.own
+            .remove(&handle)
+            .ok_or(GrantError::BadHandle(handle))
+    }
+
+    /// Whether the guest has one of its own grants mapped at `gfn`.
+    pub fn own_at(&self, gfn: u64) -> bool {
+        self.own.values().any(|m| m.gfn == gfn)
     }
 }
 

@@ -134,7 +134,7 @@ pub fn event_channel_op(c: &mut Call<'_>) -> HcResult {
             let vcpu = c.d.evtchns().get(port)?.vcpu;
             let target = c.d.state().target(vcpu);
             if let Some(t) = target {
-                if two_level::unmask(&*c.d.mem, t, port)? {
+                if c.d.unmask_port(vcpu, t, port)? {
                     c.d.raise_upcall(vcpu);
                 }
             }

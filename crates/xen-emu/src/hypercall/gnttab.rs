@@ -1,5 +1,19 @@
 //! `HYPERVISOR_grant_table_op` (Xen's `common/grant_table.c`), v1:
-//! set_version, get_version, setup_table, query_size.
+//! set_version, get_version, setup_table, query_size, copy, and the
+//! guest's own map_grant_ref / unmap_grant_ref.
+//!
+//! The only domain a guest can map grants of here is itself (named by its
+//! domid: Xen's `map_grant_ref` looks the domain up with
+//! `rcu_lock_domain_by_id`, which does not know `DOMID_SELF`, so that is
+//! `GNTST_bad_domain` as in Xen). The VMM's backends are the backend
+//! domain but grant nothing to guests. With `GNTMAP_host_map` Xen puts the
+//! granted frame at guest-physical `host_addr` (`create_grant_p2m_mapping`);
+//! here the VMM aliases the page's host memory there with a memslot of its
+//! own ([`crate::platform::Platform::map_grant_page`]). Deviations: a
+//! `host_addr` on populated RAM is refused with `GNTST_general_error`
+//! (Xen would replace the RAM page in its p2m), as is one already holding
+//! a grant mapping (Xen crashes the domain); a read-only mapping is
+//! writable through the alias (it is the guest's own page either way).
 
 use std::sync::atomic::Ordering;
 
@@ -41,9 +55,9 @@ pub fn grant_table_op(c: &mut Call<'_>) -> HcResult {
         GNTTABOP_SET_VERSION => one(count).and_then(|_| set_version(c, uop)),
         GNTTABOP_GET_VERSION => one(count).and_then(|_| get_version(c, uop)),
         GNTTABOP_COPY => copy(c, uop, count),
-        GNTTABOP_MAP_GRANT_REF
-        | GNTTABOP_UNMAP_GRANT_REF
-        | GNTTABOP_SWAP_GRANT_REF
+        GNTTABOP_MAP_GRANT_REF => map_grant_refs(c, uop, count),
+        GNTTABOP_UNMAP_GRANT_REF => unmap_grant_refs(c, uop, count),
+        GNTTABOP_SWAP_GRANT_REF
         | GNTTABOP_TRANSFER
         | GNTTABOP_UNMAP_AND_REPLACE
         | GNTTABOP_GET_STATUS_FRAMES
@@ -248,4 +262,153 @@ fn copy_one(c: &Call<'_>, src: &Side, dst: &Side, len: u16) -> Result<(), crate:
     let s = copy_end(c, src)?;
     let d = copy_end(c, dst)?;
     c.d.guest_grant_copy(s, d, len)
+}
+
+/// `GNTMAP_*` flags of `gnttab_map_grant_ref`.
+const GNTMAP_DEVICE_MAP: u32 = 1 << 0;
+const GNTMAP_HOST_MAP: u32 = 1 << 1;
+const GNTMAP_READONLY: u32 = 1 << 2;
+const GNTMAP_APPLICATION_MAP: u32 = 1 << 3;
+const GNTMAP_CONTAINS_PTE: u32 = 1 << 4;
+
+/// `struct gnttab_map_grant_ref`: the same 32 bytes in both ABIs
+/// (host_addr, flags, ref, dom, status, handle, dev_bus_addr).
+const MAP_SIZE: u64 = 32;
+
+/// `GNTTABOP_map_grant_ref`: per-op status in the op (Xen's
+/// `gnttab_map_grant_ref` copies the whole op back); `-EFAULT` only when an
+/// op cannot be read or written.
+fn map_grant_refs(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
+    for i in 0..u64::from(count) {
+        let at = uop.checked_add(i * MAP_SIZE).ok_or(Errno::EFAULT)?;
+        let mut raw = [0u8; MAP_SIZE as usize];
+        c.g.read_bytes(at, &mut raw)?;
+        let u64_at = |o: usize| u64::from_le_bytes(raw[o..o + 8].try_into().unwrap_or([0; 8]));
+        let u32_at = |o: usize| u32::from_le_bytes(raw[o..o + 4].try_into().unwrap_or([0; 4]));
+        let host_addr = u64_at(0);
+        let flags = u32_at(8);
+        let gref = u32_at(12);
+        let dom = u16::from_le_bytes([raw[16], raw[17]]);
+        match map_one(c, host_addr, flags, gref, dom) {
+            Ok((handle, frame)) => {
+                raw[18..20].copy_from_slice(&GNTST_OKAY.to_le_bytes());
+                raw[20..24].copy_from_slice(&handle.to_le_bytes());
+                // mfn_to_maddr(mfn): guest frames are the "machine" frames here.
+                raw[24..32].copy_from_slice(&frame.to_le_bytes());
+            }
+            Err(status) => raw[18..20].copy_from_slice(&status.to_le_bytes()),
+        }
+        c.g.write_bytes(at, &raw)?;
+    }
+    Ok(0)
+}
+
+/// Xen's `map_grant_ref` for an HVM guest, in its order of checks.
+/// Returns the handle and the granted frame's address.
+fn map_one(
+    c: &Call<'_>,
+    host_addr: u64,
+    flags: u32,
+    gref: u32,
+    dom: u16,
+) -> Result<(u32, u64), i16> {
+    if flags & (GNTMAP_DEVICE_MAP | GNTMAP_HOST_MAP) == 0 {
+        return Err(GNTST_BAD_GNTREF);
+    }
+    // paging_mode_external: no device, application or PTE mappings.
+    if flags & (GNTMAP_DEVICE_MAP | GNTMAP_APPLICATION_MAP | GNTMAP_CONTAINS_PTE) != 0 {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    let me = c.d.domid();
+    if dom == c.d.config.backend_domid && dom != me {
+        // The backend domain exists but grants nothing to guests (as
+        // for GNTTABOP_copy).
+        return Err(GNTST_BAD_GNTREF);
+    }
+    if dom != me {
+        return Err(GNTST_BAD_DOMAIN);
+    }
+    let writable = flags & GNTMAP_READONLY == 0;
+    let entry = c.d.grant_entry(gref).map_err(|e| e.status())?;
+    let frame =
+        c.d.active_grants()
+            .pin(&*c.d.mem, entry, gref, me, writable)
+            .map_err(|e| e.status())?;
+    let undo = |status: i16| {
+        let entry = c.d.grant_entry_gpa(gref);
+        c.d.active_grants().unpin(&*c.d.mem, entry, gref, writable);
+        status
+    };
+    // create_grant_p2m_mapping at host_addr's frame.
+    let gfn = host_addr >> xen_abi::PAGE_SHIFT;
+    if super::reservation::is_populated_ram(c.d, gfn)
+        || super::reservation::is_special_frame(c.d, gfn)
+        || c.d.active_grants().own_at(gfn)
+    {
+        return Err(undo(GNTST_GENERAL_ERROR));
+    }
+    if c.d.platform.map_grant_page(gfn, frame).is_err() {
+        return Err(undo(GNTST_GENERAL_ERROR));
+    }
+    let m = crate::gnttab::active::OwnMapping {
+        gref,
+        frame,
+        writable,
+        gfn,
+    };
+    let added = c.d.active_grants().add_own(m);
+    match added {
+        Ok(handle) => Ok((handle, frame)),
+        Err(e) => {
+            c.d.platform.unmap_grant_page(gfn);
+            Err(undo(e.status()))
+        }
+    }
+}
+
+/// `struct gnttab_unmap_grant_ref` (host_addr, dev_bus_addr, handle,
+/// status): 22 bytes padded to 24 in both ABIs.
+const UNMAP_SIZE: u64 = 24;
+
+/// `GNTTABOP_unmap_grant_ref`. Only `status` is written back.
+fn unmap_grant_refs(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
+    for i in 0..u64::from(count) {
+        let at = uop.checked_add(i * UNMAP_SIZE).ok_or(Errno::EFAULT)?;
+        let mut raw = [0u8; 20];
+        c.g.read_bytes(at, &mut raw)?;
+        let host_addr = u64::from_le_bytes(raw[0..8].try_into().unwrap_or([0; 8]));
+        let dev_bus_addr = u64::from_le_bytes(raw[8..16].try_into().unwrap_or([0; 8]));
+        let handle = u32::from_le_bytes(raw[16..20].try_into().unwrap_or([0; 4]));
+        let status = match unmap_one(c, host_addr, dev_bus_addr, handle) {
+            Ok(()) => GNTST_OKAY,
+            Err(s) => s,
+        };
+        c.g.write_at(at, 20, &status)?;
+    }
+    Ok(0)
+}
+
+/// Xen's `unmap_common` + `unmap_common_complete` for the guest's own
+/// mapping `handle`.
+fn unmap_one(c: &Call<'_>, host_addr: u64, dev_bus_addr: u64, handle: u32) -> Result<(), i16> {
+    let m = c.d.active_grants().own(handle).map_err(|e| e.status())?;
+    if dev_bus_addr != 0 && dev_bus_addr != m.frame {
+        return Err(GNTST_BAD_DEV_ADDR);
+    }
+    // No host address: nothing is unmapped and the handle stays live.
+    if host_addr == 0 {
+        return Ok(());
+    }
+    // replace_grant_p2m_mapping: the frame at host_addr must be this grant.
+    if host_addr >> xen_abi::PAGE_SHIFT != m.gfn {
+        return Err(GNTST_GENERAL_ERROR);
+    }
+    c.d.platform.unmap_grant_page(m.gfn);
+    let removed = c.d.active_grants().remove_own(handle);
+    if removed.is_ok() {
+        let entry = c.d.grant_entry_gpa(m.gref);
+        c.d.active_grants()
+            .unpin(&*c.d.mem, entry, m.gref, m.writable);
+    }
+    Ok(())
 }

@@ -2,6 +2,12 @@
 //! A guest without `has_pirq` (PVH) gets `-ENOSYS` for everything; an HVM
 //! guest with PIRQs gets map_pirq / unmap_pirq / eoi / irq_status_query /
 //! get_free_pirq on its emulated GSIs and MSIs.
+//!
+//! As in Xen 4.17, an HVM guest maps only GSIs with `PHYSDEVOP_map_pirq`
+//! (`physdev_hvm_map_pirq` refuses every other type with `-EINVAL`); an
+//! MSI PIRQ is reserved with `PHYSDEVOP_get_free_pirq` and mapped when the
+//! device first writes an MSI with vector 0 and the PIRQ in the
+//! destination id ([`crate::Domain::deliver_msi`], `hvm_inject_msi`).
 
 use xen_abi::physdev::*;
 use xen_abi::xen::HYPERVISOR_PHYSDEV_OP;
@@ -31,8 +37,23 @@ pub fn physdev_op(c: &mut Call<'_>) -> HcResult {
         PHYSDEVOP_MAP_PIRQ => map_pirq(c, arg),
         PHYSDEVOP_UNMAP_PIRQ => {
             let u: PhysdevUnmapPirq = c.g.read(arg)?;
-            c.self_domid(u.domid)?;
-            c.d.pirq_table().unmap(u.pirq)?;
+            if u.domid != xen_abi::DOMID_SELF {
+                // `physdev_unmap_pirq`: any domid but DOMID_SELF (its own
+                // id included) takes the privileged path (XSM_DM_PRIV).
+                c.self_domid(u.domid)?;
+                return Err(Errno::EPERM);
+            }
+            // Only a PIRQ with an emuirq is unmapped; for any other
+            // (never mapped, only reserved, out of range) Xen does nothing
+            // and returns 0 for DOMID_SELF.
+            let mut t = c.d.pirq_table();
+            let mapped = u32::try_from(u.pirq)
+                .ok()
+                .and_then(|p| t.emuirq(p))
+                .is_some_and(|e| e != Emuirq::Allocated);
+            if mapped {
+                t.unmap(u.pirq)?;
+            }
             Ok(0)
         }
         PHYSDEVOP_EOI => {
@@ -100,29 +121,21 @@ fn map_pirq(c: &mut Call<'_>, arg: u64) -> HcResult {
     if !c.d.callback_is_vector() {
         return Err(Errno::EINVAL);
     }
-    let (target, gsi) = match type_ {
-        MAP_PIRQ_TYPE_GSI => {
-            if !(0..NR_HVM_IRQS).contains(&index) {
-                return Err(Errno::EINVAL);
-            }
-            (Emuirq::Gsi(index as u32), true)
-        }
-        MAP_PIRQ_TYPE_MSI | MAP_PIRQ_TYPE_MSI_SEG => {
-            if index != -1 {
-                return Err(Errno::EINVAL);
-            }
-            (Emuirq::Msi, false)
-        }
-        _ => return Err(Errno::EINVAL),
-    };
+    // `physdev_hvm_map_pirq` handles MAP_PIRQ_TYPE_GSI only ("map type
+    // not supported yet" for MSI and the rest).
+    if type_ != MAP_PIRQ_TYPE_GSI || !(0..NR_HVM_IRQS).contains(&index) {
+        return Err(Errno::EINVAL);
+    }
     let pirq = {
         let mut t = c.d.pirq_table();
+        // No free PIRQ: Xen passes get_free_pirq's -ENOSPC on as the PIRQ
+        // and map_domain_emuirq_pirq rejects it with -EINVAL.
         let p = if pirq < 0 {
-            t.free_pirq(gsi)? as i32
+            t.free_pirq(true).map_err(|_| Errno::EINVAL)? as i32
         } else {
             pirq
         };
-        t.map(p, target)?;
+        t.map(p, Emuirq::Gsi(index as u32))?;
         p
     };
     // OUT: pirq (same offset in both layouts).

@@ -3,10 +3,15 @@
 //! memory, as a balloon driver uses them.
 //!
 //! Guest RAM is a fixed set of KVM memslots here, so a frame the guest
-//! gives back stays mapped: it is zeroed and counted out of `tot_pages`
-//! (Xen would scrub and free it), and populating it again counts it back
-//! in (the guest finds it zeroed, as a fresh Xen page). Frames outside
-//! guest RAM cannot be populated.
+//! gives back stays in the guest-physical map, but its host memory goes
+//! back to the host ([`GuestMemory::discard_page`], `MADV_DONTNEED` in the
+//! VMM) and it is counted out of `tot_pages` (Xen frees the page and
+//! removes it from the p2m). Populating it again counts it back in and the
+//! guest finds it zeroed, as a fresh Xen page. Frames outside guest RAM
+//! cannot be populated. A guest that touches a frame it gave back gets a
+//! fresh zero page here (Xen: an unpopulated frame).
+//!
+//! [`GuestMemory::discard_page`]: crate::guest::GuestMemory::discard_page
 //!
 //! Like Xen, the return value is the number of extents done (a partial
 //! count on failure, never an errno), and a bad domid, a refused order
@@ -94,23 +99,49 @@ fn increase(c: &mut Call<'_>, pages: u64) -> bool {
 
 /// Whether `gfn` is ordinary guest RAM (not a special page, not a hole).
 fn is_ram(c: &Call<'_>, gfn: u64) -> bool {
+    is_ram_frame(c.d, gfn)
+}
+
+/// [`is_ram`] for any caller: in an E820 RAM range, not a special page
+/// (shared_info, a grant frame), backed by guest memory.
+pub(crate) fn is_ram_frame(d: &crate::Domain, gfn: u64) -> bool {
     let Some(gpa) = gfn.checked_mul(xen_abi::PAGE_SIZE as u64) else {
         return false;
     };
-    let st = c.d.state();
+    let st = d.state();
     let in_map = st
         .e820
         .iter()
         .any(|e| e.type_ == E820_RAM && gpa >= e.addr && gpa < e.addr.saturating_add(e.size));
-    let special = st.shinfo_gfn == Some(gfn)
-        || (0..st.gnttab.max_frames()).any(|f| st.gnttab.gfn(f) == Some(gfn));
     drop(st);
-    in_map && !special && c.d.mem.atomic_u8(gpa).is_ok()
+    in_map && !is_special_frame(d, gfn) && d.mem.atomic_u8(gpa).is_ok()
 }
 
+/// Whether the guest placed shared_info or a grant frame at `gfn`.
+pub(crate) fn is_special_frame(d: &crate::Domain, gfn: u64) -> bool {
+    let st = d.state();
+    st.shinfo_gfn == Some(gfn) || (0..st.gnttab.max_frames()).any(|f| st.gnttab.gfn(f) == Some(gfn))
+}
+
+/// Whether `gfn` holds a populated RAM page: RAM the guest has not given
+/// back with `XENMEM_decrease_reservation` (a ballooned frame is a hole in
+/// Xen's p2m, where e.g. grant mappings may go).
+pub(crate) fn is_populated_ram(d: &crate::Domain, gfn: u64) -> bool {
+    is_ram_frame(d, gfn) && !d.state().ballooned.contains(&gfn)
+}
+
+/// Makes `gfn` a zero page, giving its host memory back where the VMM
+/// can (a discarded page reads zero), else writing zeroes.
 fn zero_page(c: &Call<'_>, gfn: u64) -> bool {
-    let page = [0u8; xen_abi::PAGE_SIZE];
-    c.d.mem.write(gfn << xen_abi::PAGE_SHIFT, &page).is_ok()
+    let gpa = gfn << xen_abi::PAGE_SHIFT;
+    match c.d.mem.discard_page(gpa) {
+        Ok(true) => true,
+        Ok(false) => {
+            let page = [0u8; xen_abi::PAGE_SIZE];
+            c.d.mem.write(gpa, &page).is_ok()
+        }
+        Err(_) => false,
+    }
 }
 
 fn populate(c: &mut Call<'_>, gfn: u64, pages: u64) -> bool {

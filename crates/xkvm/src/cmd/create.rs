@@ -32,6 +32,22 @@ pub struct Args {
     pub rest: Vec<String>,
 }
 
+/// A command line `xl create` refuses before reading any file, with the
+/// status xl exits with.
+#[derive(Debug)]
+struct Usage {
+    message: String,
+    status: u8,
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Usage {}
+
 /// Splits the positional arguments into the config file and the
 /// `KEY=VALUE` overrides, as xl does.
 fn file_and_overrides(args: &Args) -> anyhow::Result<(PathBuf, Vec<String>)> {
@@ -40,17 +56,45 @@ fn file_and_overrides(args: &Args) -> anyhow::Result<(PathBuf, Vec<String>)> {
         Some(f) => f.clone(),
         None => match rest.next() {
             Some(f) if !f.contains('=') => PathBuf::from(f),
-            _ => anyhow::bail!("no config file given (usage: xkvm create [-n] CFG [KEY=VALUE...])"),
+            // create_domain: "Config file not specified", ERROR_INVAL.
+            _ => {
+                return Err(Usage {
+                    message: "no config file given (usage: xkvm create [-n] CFG [KEY=VALUE...])"
+                        .into(),
+                    status: 6,
+                }
+                .into())
+            }
         },
     };
     let mut overrides = Vec::new();
     for o in rest {
         if !o.contains('=') {
-            anyhow::bail!("unexpected argument {o:?} (overrides are KEY=VALUE)");
+            // main_create prints its help and returns 2.
+            return Err(Usage {
+                message: format!("unexpected argument {o:?} (overrides are KEY=VALUE)"),
+                status: 2,
+            }
+            .into());
         }
         overrides.push(o.clone());
     }
     Ok((file, overrides))
+}
+
+/// Ends `create` for a command line or configuration xl refuses: the
+/// message, then xl's exit status for that refusal site (xl exits with
+/// statuses other than 1 at some sites, e.g. 3 for `-ERROR_FAIL`).
+fn refused(err: anyhow::Error) -> anyhow::Result<ExitCode> {
+    let status = if let Some(e) = err.downcast_ref::<xl_config::Error>() {
+        e.exit_status()
+    } else if let Some(u) = err.downcast_ref::<Usage>() {
+        u.status
+    } else {
+        return Err(err);
+    };
+    eprintln!("xkvm: {err:#}");
+    Ok(ExitCode::from(status))
 }
 
 /// Parses the config file plus overrides into the typed configuration,
@@ -67,7 +111,10 @@ pub fn load_config(args: &Args) -> anyhow::Result<xl_config::DomainConfig> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(&args)?;
+    let config = match load_config(&args) {
+        Ok(c) => c,
+        Err(e) => return refused(e),
+    };
     if args.dry_run {
         let (config, flavour) = if args.defaults {
             (config.with_defaults(), xl_config::Flavour::Full)

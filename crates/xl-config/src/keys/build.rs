@@ -46,6 +46,7 @@ pub(super) fn vuart(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         }
         ctx.d.b_info.arch_arm_vuart = Some("sbsa_uart".into());
     }
+    vnuma(ctx)?;
     // xl settles memory and vCPU counts right after vuart/vnuma.
     let b = &mut ctx.d.b_info;
     if b.max_memkb.is_none() {
@@ -145,15 +146,41 @@ pub(super) fn actions(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Keys xl acts on that xkvm does not model: warn instead of silently
-/// dropping them.
-pub(super) fn unsupported_lists(ctx: &mut Ctx<'_>) -> Result<(), Error> {
-    for key in ["vnuma"] {
-        if ctx.cfg.find(key).is_some() {
-            ctx.warn(format!("xkvm: `{key}' is not supported and is ignored"));
+/// `vnuma` (read right after `vuart`, before xl settles `max_memkb` and
+/// `max_vcpus`, which it may set).
+fn vnuma(ctx: &mut Ctx<'_>) -> Result<(), Error> {
+    let Ok(items) = ctx.cfg.get_list("vnuma", true) else {
+        return Ok(());
+    };
+    let lines = ctx.cfg.find("vnuma").map_or(&[][..], |s| &s.item_lines[..]);
+    let b = &ctx.d.b_info;
+    // b_info.max_vcpus is a C int.
+    let parsed = crate::vnuma::parse(
+        items,
+        lines,
+        &ctx.cfg.source,
+        b.max_vcpus as i32,
+        b.max_memkb,
+    );
+    match parsed {
+        Ok(None) => Ok(()),
+        Ok(Some(v)) => {
+            let b = &mut ctx.d.b_info;
+            b.vnuma_nodes = v.nodes;
+            b.max_vcpus = v.max_vcpus as u32;
+            b.max_memkb = Some(v.max_memkb);
+            if v.pnode_given {
+                b.numa_placement = Some(false);
+            }
+            Ok(())
+        }
+        Err(r) => {
+            if let Some(w) = r.warning {
+                ctx.warn(w);
+            }
+            Err(ctx.key_err("vnuma", r.message))
         }
     }
-    Ok(())
 }
 
 /// `cpuid`: xend's list of register lines, or the `"host,NAME=VALUE,..."`
@@ -250,11 +277,13 @@ pub(super) fn pci_devices(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             let mut w = Vec::new();
             let ok = crate::pci::parse_spec(&mut dev, &spec, &mut w);
             ctx.warn_all(w);
-            if ok.is_err() {
-                return Err(ctx.key_err(
-                    "pci",
-                    format!("unable to parse PCI_SPEC_STRING `{spec}' for passthrough"),
-                ));
+            if let Err(e) = ok {
+                return Err(ctx
+                    .key_err(
+                        "pci",
+                        format!("unable to parse PCI_SPEC_STRING `{spec}' for passthrough"),
+                    )
+                    .with_exit(e.xl_exit()));
             }
             ctx.d.pcidevs.push(dev);
         }
@@ -369,6 +398,7 @@ pub(super) fn timer_mode(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             "timer_mode",
             "ERROR: \"timer_mode\" option is not supported for PV guests.",
         )
+        .with_exit(XlExit::ErrorFail)
     };
     if let Ok(l) = ctx.cfg.get_long("timer_mode", true) {
         if pv {
@@ -539,7 +569,9 @@ pub(super) fn device_model(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             }
             Err(GetError::Absent) => {}
             Err(GetError::Invalid) => {
-                return Err(ctx.key_err(key, format!("xl: Unable to parse {key}.")));
+                return Err(ctx
+                    .key_err(key, format!("xl: Unable to parse {key}."))
+                    .with_exit(XlExit::ErrorFail));
             }
         }
     }
@@ -552,13 +584,15 @@ pub(super) fn arm_enums(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     const TEE: [&str; 2] = ["none", "optee"];
     if let Ok(v) = ctx.cfg.get_string("gic_version", true) {
         let Some(n) = GIC.iter().find(|n| n.eq_ignore_ascii_case(v)) else {
-            return Err(ctx.invalid("gic_version", v, &GIC));
+            return Err(ctx
+                .invalid("gic_version", v, &GIC)
+                .with_exit(XlExit::ErrorFail));
         };
         ctx.d.b_info.arch_arm_gic_version = Some((*n).to_string()).filter(|n| n != "default");
     }
     if let Ok(v) = ctx.cfg.get_string("tee", true) {
         let Some(n) = TEE.iter().find(|n| n.eq_ignore_ascii_case(v)) else {
-            return Err(ctx.invalid("tee", v, &TEE));
+            return Err(ctx.invalid("tee", v, &TEE).with_exit(XlExit::ErrorFail));
         };
         ctx.d.b_info.tee = Some((*n).to_string()).filter(|n| n != "none");
     }

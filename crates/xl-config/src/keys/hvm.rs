@@ -71,7 +71,9 @@ pub(super) fn viridian(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                         .iter()
                         .position(|n| n.eq_ignore_ascii_case(name))
                     else {
-                        return Err(ctx.invalid("viridian", name, &VIRIDIAN_NAMES));
+                        return Err(ctx
+                            .invalid("viridian", name, &VIRIDIAN_NAMES)
+                            .with_exit(XlExit::ErrorFail));
                     };
                     let bit = bit as u32;
                     if neg {
@@ -147,7 +149,9 @@ pub(super) fn mca_caps(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             let items: Vec<String> = string_items(items).into_iter().map(str::to_owned).collect();
             for item in items {
                 if item != "lmce" {
-                    return Err(ctx.invalid("mca_caps", &item, &["lmce"]));
+                    return Err(ctx
+                        .invalid("mca_caps", &item, &["lmce"])
+                        .with_exit(XlExit::ErrorFail));
                 }
                 if let Some(h) = hvm(&mut ctx.d) {
                     h.mca_caps |= 1; // XEN_HVM_MCA_CAP_LMCE
@@ -156,7 +160,9 @@ pub(super) fn mca_caps(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             Ok(())
         }
         Err(GetError::Absent) => Ok(()),
-        Err(GetError::Invalid) => Err(ctx.key_err("mca_caps", "ERROR: unable to parse mca_caps.")),
+        Err(GetError::Invalid) => Err(ctx
+            .key_err("mca_caps", "ERROR: unable to parse mca_caps.")
+            .with_exit(XlExit::ErrorFail)),
     }
 }
 
@@ -307,7 +313,10 @@ pub(super) fn hvm_display(ctx: &mut Ctx<'_>) -> Result<(), Error> {
         h.gfx_passthru = Some(true);
     }
     // `serial` and `usbdevice`: a list, or else a single string.
-    let unparsable = |ctx: &Ctx<'_>, k: &str| ctx.key_err(k, format!("xl: Unable to parse {k}."));
+    let unparsable = |ctx: &Ctx<'_>, k: &str| {
+        ctx.key_err(k, format!("xl: Unable to parse {k}."))
+            .with_exit(XlExit::ErrorFail)
+    };
     match cfg.get_list("serial", true) {
         Ok(items) => h.serial_list = string_items(items).into_iter().map(str::to_owned).collect(),
         Err(GetError::Absent) => {}
@@ -342,7 +351,9 @@ pub(super) fn hvm_display(ctx: &mut Ctx<'_>) -> Result<(), Error> {
             .iter()
             .find(|d| d.eq_ignore_ascii_case(&v))
         else {
-            return Err(ctx.invalid("vendor_device", &v, &["none", "xenserver"]));
+            return Err(ctx
+                .invalid("vendor_device", &v, &["none", "xenserver"])
+                .with_exit(XlExit::ErrorFail));
         };
         h.vendor_device = Some((*d).to_string());
     }

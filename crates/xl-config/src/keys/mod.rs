@@ -11,7 +11,7 @@ mod vdispl;
 mod vsnd;
 mod xkvm;
 
-use crate::error::Error;
+use crate::error::{Error, XlExit};
 use crate::model::*;
 use crate::syntax::store::{string_items, GetError, Store};
 use build::*;
@@ -86,6 +86,7 @@ impl Ctx<'_> {
             key: key.into(),
             line: self.cfg.line_of(key),
             message: message.into(),
+            exit: XlExit::Failure,
         }
     }
 
@@ -96,6 +97,7 @@ impl Ctx<'_> {
             line: self.cfg.line_of(key),
             value: value.into(),
             expected: format!("one of {}", names.join(", ")),
+            exit: XlExit::Failure,
         }
     }
 
@@ -103,6 +105,7 @@ impl Ctx<'_> {
         Error::Config {
             file: self.file(),
             message: message.into(),
+            exit: XlExit::Failure,
         }
     }
 
@@ -207,7 +210,7 @@ pub static KEYS: &[Key] = &[
     m!("memory", All, |d| Some(&mut d.b_info.target_memkb)),
     m!("maxmem", All, |d| Some(&mut d.b_info.max_memkb)),
     c!(["vcpus", "maxvcpus"], All, vcpus),
-    c!(["vuart"], All, vuart),
+    c!(["vuart", "vnuma"], All, vuart),
     c!(["cpus", "cpus_soft"], All, affinity),
     c!(
         ["max_grant_frames", "max_maptrack_frames"],
@@ -244,7 +247,6 @@ pub static KEYS: &[Key] = &[
     c!(["usbctrl"], All, usbctrls),
     c!(["usbdev"], All, usbdevs),
     c!(["cpuid"], All, cpuid),
-    c!(["vnuma"], All, unsupported_lists),
     c!(["dtdev"], All, dtdevs),
     c!(["passthrough"], All, passthrough),
     m!("shadow_memory", All, |d| Some(&mut d.b_info.shadow_memkb)),

@@ -98,12 +98,13 @@ impl Parser<'_> {
         };
         self.pos += 1;
         let line = self.peek().map_or(self.last_line(), |t| t.line);
-        let value = self.value(0)?;
+        let (value, item_lines) = self.value(0)?;
         self.store.set(Setting {
             name,
             value,
             op,
             line,
+            item_lines,
         })
     }
 
@@ -113,14 +114,16 @@ impl Parser<'_> {
         }
     }
 
-    fn value(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    /// One value, with the line of each item's first token when it is a
+    /// list.
+    fn value(&mut self, depth: usize) -> Result<(Value, Vec<u32>), SyntaxError> {
         let Some(t) = self.peek().cloned() else {
             return Err(self.error_here("STRING or NUMBER or '['"));
         };
         match t.kind {
             TokenKind::Str(s) | TokenKind::Number(s) => {
                 self.pos += 1;
-                Ok(Value::String(s))
+                Ok((Value::String(s), Vec::new()))
             }
             TokenKind::LBracket => {
                 if depth >= MAX_DEPTH {
@@ -138,27 +141,29 @@ impl Parser<'_> {
         }
     }
 
-    fn list(&mut self, depth: usize) -> Result<Value, SyntaxError> {
+    fn list(&mut self, depth: usize) -> Result<(Value, Vec<u32>), SyntaxError> {
         let mut items = Vec::new();
+        let mut lines = Vec::new();
         self.skip_newlines();
         if matches!(self.peek().map(|t| &t.kind), Some(TokenKind::RBracket)) {
             self.pos += 1;
-            return Ok(Value::List(items));
+            return Ok((Value::List(items), lines));
         }
         loop {
-            items.push(self.value(depth)?);
+            lines.push(self.peek().map_or(self.last_line(), |t| t.line));
+            items.push(self.value(depth)?.0);
             self.skip_newlines();
             match self.peek().map(|t| &t.kind) {
                 Some(TokenKind::RBracket) => {
                     self.pos += 1;
-                    return Ok(Value::List(items));
+                    return Ok((Value::List(items), lines));
                 }
                 Some(TokenKind::Comma) => {
                     self.pos += 1;
                     self.skip_newlines();
                     if matches!(self.peek().map(|t| &t.kind), Some(TokenKind::RBracket)) {
                         self.pos += 1;
-                        return Ok(Value::List(items));
+                        return Ok((Value::List(items), lines));
                     }
                 }
                 _ => return Err(self.error_here("',' or ']'")),
@@ -238,6 +243,15 @@ mod tests {
         assert_eq!(value("l = [ ]\n", "l"), Some(Value::List(vec![])));
         assert!(parse(b"l = [ , ]\n").is_err());
         assert!(parse(b"l = [ 1 2 ]\n").is_err());
+    }
+
+    #[test]
+    fn list_items_keep_their_own_lines_through_appends() {
+        let st = parse(b"l = [ 'a',\n\n  [ 1,\n 2 ], 'b' ]\nl += [\n'c' ]\n").expect("valid");
+        assert_eq!(
+            st.find("l").map(|s| s.item_lines.clone()),
+            Some(vec![1, 3, 4, 6])
+        );
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct Setting {
     pub op: Op,
     /// The line the value starts on.
     pub line: u32,
+    /// For a list, the line of each item's first token (libxlu keeps a
+    /// location per value and names it in per-item warnings).
+    pub item_lines: Vec<u32>,
 }
 
 /// Why a getter found nothing usable (libxlu's ESRCH / EINVAL / ERANGE).
@@ -73,6 +76,9 @@ impl Store {
                         let mut joined = std::mem::take(a);
                         joined.append(b);
                         *b = joined;
+                        let mut lines = std::mem::take(&mut self.settings[i].item_lines);
+                        lines.append(&mut s.item_lines);
+                        s.item_lines = lines;
                     }
                     _ => {
                         return Err(SyntaxError {
