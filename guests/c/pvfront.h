@@ -1,16 +1,24 @@
 /*
- * XenStore client and grant helpers shared by the PV frontend test guests
- * (blkfront.c, netfront.c). Everything is
- * polled with SCHEDOP_yield: no interrupts, no shared_info.
+ * The XenStore ring client and grant helpers shared by the PV test guests
+ * (blkfront.c, netfront.c, hotplug.c, xsshutdown.c). Interrupts are never
+ * used. The client waits for the other end in one of two ways:
+ *  - by SCHEDOP_yield (the default: no shared_info needed);
+ *  - by SCHEDOP_poll on the XenStore event channel, once
+ *    pvfront_map_shared_info() has mapped shared_info (guests that sleep
+ *    between watch events, as Linux's xenbus does).
  */
 #ifndef XKVM_PVFRONT_H
 #define XKVM_PVFRONT_H
 
 #include "rt.h"
 
+#define SCHEDOP_poll 3
 #define XS_DIRECTORY 1
 #define XS_READ 2
+#define XS_WATCH 4
+#define XS_UNWATCH 5
 #define XS_WRITE 11
+#define XS_WATCH_EVENT 15
 #define XS_ERROR 16
 
 struct xs_ring {
@@ -22,11 +30,24 @@ struct xs_ring {
 struct xs_hdr {
     uint32_t type, req_id, tx_id, len;
 };
+struct sched_poll {
+    uint32_t *ports;
+    uint32_t nr_ports;
+    uint64_t timeout;
+};
 
 static uint8_t gnttab[4096] __attribute__((aligned(4096)));
+/* shared_info lives in this RAM page, as Linux places it (only once
+ * pvfront_map_shared_info() has run). */
+static uint8_t shinfo[4096] __attribute__((aligned(4096)));
+static int shinfo_mapped;
 static volatile struct xs_ring *xs;
 static uint32_t xs_port;
-static char reply[512];
+/* Set when a watch event arrived (while waiting for a reply, or read by
+ * xs_read_msg()); the guest clears it when it has acted on it. */
+static int watch_fired;
+static char reply[1024];
+static uint32_t reply_len;
 
 static __attribute__((unused)) void yield(void)
 {
@@ -39,6 +60,25 @@ static __attribute__((unused)) void send(uint32_t port)
     hypercall2(__HYPERVISOR_event_channel_op, EVTCHNOP_send, &s);
 }
 
+/* Waits for the XenStore port: sleeps in SCHEDOP_poll until it is pending
+ * and clears it (64-bit shared_info: the pending bitmap is at offset 2048),
+ * or just yields when shared_info is not mapped. */
+static __attribute__((unused)) void xs_wait(void)
+{
+    if (!shinfo_mapped) {
+        yield();
+        return;
+    }
+    volatile unsigned long *pending = (volatile unsigned long *)(shinfo + 2048);
+    unsigned long bit = 1UL << (xs_port % 64);
+    struct sched_poll p = { .ports = &xs_port, .nr_ports = 1, .timeout = 0 };
+    if (!(pending[xs_port / 64] & bit))
+        hypercall2(__HYPERVISOR_sched_op, SCHEDOP_poll, &p);
+    __atomic_fetch_and(&pending[xs_port / 64], ~bit, __ATOMIC_SEQ_CST);
+    /* vcpu_info[0].evtchn_upcall_pending: nothing handles upcalls here. */
+    __atomic_store_n(&shinfo[0], 0, __ATOMIC_SEQ_CST);
+}
+
 static __attribute__((unused)) void ring_put(const void *d, uint32_t len)
 {
     const char *b = d;
@@ -46,7 +86,7 @@ static __attribute__((unused)) void ring_put(const void *d, uint32_t len)
         uint32_t prod = xs->req_prod;
         if (prod - __atomic_load_n(&xs->req_cons, __ATOMIC_ACQUIRE) >= sizeof(xs->req)) {
             send(xs_port);
-            yield();
+            xs_wait();
             continue;
         }
         xs->req[prod % sizeof(xs->req)] = *b++;
@@ -58,31 +98,30 @@ static __attribute__((unused)) void ring_put(const void *d, uint32_t len)
 static __attribute__((unused)) void ring_get(void *d, uint32_t len)
 {
     char *b = d;
+    int consumed = 0;
     while (len) {
         uint32_t cons = xs->rsp_cons;
         if (__atomic_load_n(&xs->rsp_prod, __ATOMIC_ACQUIRE) == cons) {
-            yield();
+            /* The daemon may be stalled on the full response ring we
+             * just emptied: tell it once before waiting. */
+            if (consumed)
+                send(xs_port);
+            consumed = 0;
+            xs_wait();
             continue;
         }
         *b++ = xs->rsp[cons % sizeof(xs->rsp)];
         __atomic_store_n(&xs->rsp_cons, cons + 1, __ATOMIC_RELEASE);
+        consumed = 1;
         len--;
     }
     send(xs_port);
 }
 
-/* One request with one or two strings; the reply's payload lands in
- * reply[] (NUL-terminated, truncated). Returns the reply type. */
-static __attribute__((unused)) uint32_t xs_req(uint32_t type, const char *a, const char *b)
+/* Reads one message into reply[] (NUL-terminated, truncated, its length in
+ * reply_len); returns its type and notes watch events in watch_fired. */
+static __attribute__((unused)) uint32_t xs_read_msg(void)
 {
-    static uint32_t id;
-    uint32_t la = strlen(a) + 1, lb = b ? strlen(b) : 0;
-    struct xs_hdr h = { .type = type, .req_id = ++id, .tx_id = 0, .len = la + lb };
-    ring_put(&h, sizeof(h));
-    ring_put(a, la);
-    if (lb)
-        ring_put(b, lb);
-    send(xs_port);
     struct xs_hdr r;
     char skip;
     ring_get(&r, sizeof(r));
@@ -91,7 +130,38 @@ static __attribute__((unused)) uint32_t xs_req(uint32_t type, const char *a, con
     for (uint32_t i = keep; i < r.len; i++)
         ring_get(&skip, 1);
     reply[keep] = 0;
+    reply_len = keep;
+    if (r.type == XS_WATCH_EVENT)
+        watch_fired = 1;
     return r.type;
+}
+
+/* One request with the strings a (NUL-terminated) and b (NUL-terminated
+ * when nul_b, as XS_WATCH's token); the reply's payload lands in reply[].
+ * Watch events that arrive meanwhile set watch_fired. Returns the reply's
+ * type. */
+static __attribute__((unused)) uint32_t xs_request(uint32_t type, const char *a, const char *b,
+                                                   int nul_b)
+{
+    static uint32_t id;
+    uint32_t la = strlen(a) + 1, lb = b ? strlen(b) + (nul_b ? 1 : 0) : 0;
+    struct xs_hdr h = { .type = type, .req_id = ++id, .tx_id = 0, .len = la + lb };
+    ring_put(&h, sizeof(h));
+    ring_put(a, la);
+    if (lb)
+        ring_put(b, lb);
+    send(xs_port);
+    for (;;) {
+        uint32_t t = xs_read_msg();
+        if (t != XS_WATCH_EVENT)
+            return t;
+    }
+}
+
+/* xs_request with b (if any) sent without its NUL, as XS_WRITE's value. */
+static __attribute__((unused)) uint32_t xs_req(uint32_t type, const char *a, const char *b)
+{
+    return xs_request(type, a, b, 0);
 }
 
 static char *cat(char *dst, const char *a, const char *b)
@@ -142,6 +212,27 @@ static __attribute__((unused)) void grant(uint32_t ref, void *page)
     e->flags = GTF_permit_access;
 }
 
+static __attribute__((unused)) void ungrant(uint32_t ref)
+{
+    volatile struct grant_entry_v1 *e = (volatile struct grant_entry_v1 *)gnttab + ref;
+    e->flags = 0;
+}
+
+
+/* Maps shared_info at shinfo[] with upcalls masked (vcpu_info[0]
+ * evtchn_upcall_mask), so the client sleeps in SCHEDOP_poll from now on. */
+static __attribute__((unused)) int pvfront_map_shared_info(void)
+{
+    struct xen_add_to_physmap xatp = {
+        .domid = DOMID_SELF, .space = XENMAPSPACE_shared_info, .idx = 0,
+        .gpfn = (uintptr_t)shinfo >> 12,
+    };
+    if (hypercall2(__HYPERVISOR_memory_op, XENMEM_add_to_physmap, &xatp) != 0)
+        return 0;
+    shinfo[1] = 1;
+    shinfo_mapped = 1;
+    return 1;
+}
 
 /* Points the XenStore client at the ring and maps grant frame 0. */
 static __attribute__((unused)) int pvfront_init(void)

@@ -80,8 +80,23 @@ pub struct DomainMemory {
     /// with `GNTMAP_host_map`): gfn → (host address of the granted page,
     /// KVM slot aliasing it there).
     grant_aliases: RwLock<std::collections::BTreeMap<u64, (u64, u32)>>,
+    /// Held across every change of the guest-physical layout (overlay
+    /// moves, grant aliases): they check what is at a frame, then punch
+    /// and install slots, and two of them interleaving would split the
+    /// same RAM slot twice or leave a recorded slot id that another
+    /// placement has reused. Taken before `overlays` and `grant_aliases`.
+    layout: Mutex<()>,
     slots: Mutex<SlotTable>,
     sink: Box<dyn MemslotSink>,
+}
+
+/// What [`DomainMemory::punch`] took apart, so a failed placement can put
+/// it back ([`DomainMemory::unpunch`]).
+struct Punched {
+    /// The slot that covered the page.
+    was: Slot,
+    /// The ids of the pieces left on either side of the page.
+    pieces: Vec<u32>,
 }
 
 impl DomainMemory {
@@ -104,6 +119,7 @@ impl DomainMemory {
             ram,
             overlays: RwLock::new(Vec::new()),
             grant_aliases: RwLock::new(std::collections::BTreeMap::new()),
+            layout: Mutex::new(()),
             slots: Mutex::new(SlotTable::default()),
             sink,
         };
@@ -147,33 +163,54 @@ impl DomainMemory {
     }
 
     /// Removes whatever slot covers `gpa`'s page and re-adds the parts of it
-    /// on either side.
-    fn punch(&self, gpa: u64) -> Result<(), String> {
+    /// on either side. All or nothing: if a piece cannot be added (e.g. KVM
+    /// is out of memslots) the covering slot is put back.
+    fn punch(&self, gpa: u64) -> Result<Option<Punched>, String> {
         let covering = {
             let table = self.slots.lock().unwrap_or_else(|e| e.into_inner());
             table.covering(gpa)
         };
         let Some((id, slot)) = covering else {
-            return Ok(());
+            return Ok(None);
         };
         self.remove(id)?;
-        if gpa > slot.gpa {
-            self.install(Slot {
-                gpa: slot.gpa,
-                size: gpa - slot.gpa,
-                host: slot.host,
-            })?;
-        }
+        let mut punched = Punched {
+            was: slot,
+            pieces: Vec::new(),
+        };
         let end = slot.gpa + slot.size;
-        if gpa + PAGE_SIZE < end {
-            let off = gpa + PAGE_SIZE - slot.gpa;
-            self.install(Slot {
-                gpa: gpa + PAGE_SIZE,
-                size: end - gpa - PAGE_SIZE,
-                host: slot.host + off,
-            })?;
+        let left = (gpa > slot.gpa).then(|| Slot {
+            gpa: slot.gpa,
+            size: gpa - slot.gpa,
+            host: slot.host,
+        });
+        let right = (gpa + PAGE_SIZE < end).then(|| Slot {
+            gpa: gpa + PAGE_SIZE,
+            size: end - gpa - PAGE_SIZE,
+            host: slot.host + (gpa + PAGE_SIZE - slot.gpa),
+        });
+        for piece in [left, right].into_iter().flatten() {
+            match self.install(piece) {
+                Ok(id) => punched.pieces.push(id),
+                Err(e) => {
+                    self.unpunch(punched);
+                    return Err(e);
+                }
+            }
         }
-        Ok(())
+        Ok(Some(punched))
+    }
+
+    /// Undoes [`Self::punch`]: the pieces go, the covering slot comes back.
+    fn unpunch(&self, p: Punched) {
+        for id in p.pieces {
+            if let Err(e) = self.remove(id) {
+                tracing::warn!("restoring slot at {:#x}: {e}", p.was.gpa);
+            }
+        }
+        if let Err(e) = self.install(p.was) {
+            tracing::warn!("restoring slot at {:#x}: {e}", p.was.gpa);
+        }
     }
 
     /// Gives page `gpa` back to the RAM (or fixed region) behind it, if any.
@@ -205,6 +242,7 @@ impl DomainMemory {
             return Err(MapError::BadGfn(gfn));
         }
         let gpa = gfn * PAGE_SIZE;
+        let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
         let mut overlays = self.overlays.write().unwrap_or_else(|e| e.into_inner());
         let idx = match overlays.iter().position(|o| o.page == page) {
             Some(i) => i,
@@ -307,6 +345,7 @@ impl DomainMemory {
             tracing::warn!("grant mapping at gfn {gfn:#x}: {e}");
             MapError::BadGfn(gfn)
         };
+        let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
         // Resolve the source before taking the alias lock (host_ptr reads it).
         let host = self
             .host_ptr(frame, PAGE_SIZE)
@@ -322,7 +361,7 @@ impl DomainMemory {
             return Err(MapError::BadGfn(gfn));
         }
         let gpa = gfn * PAGE_SIZE;
-        self.punch(gpa).map_err(bad)?;
+        let punched = self.punch(gpa).map_err(bad)?;
         let slot = match self.install(Slot {
             gpa,
             size: PAGE_SIZE,
@@ -330,7 +369,9 @@ impl DomainMemory {
         }) {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.restore(gpa);
+                if let Some(p) = punched {
+                    self.unpunch(p);
+                }
                 return Err(bad(e));
             }
         };
@@ -340,6 +381,7 @@ impl DomainMemory {
 
     /// Removes the grant alias at `gfn`, giving back the RAM behind it.
     pub fn unmap_grant_alias(&self, gfn: u64) {
+        let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
         let mut aliases = self
             .grant_aliases
             .write()
@@ -556,6 +598,102 @@ mod tests {
         m.values()
             .copied()
             .find(|s| gpa >= s.gpa && gpa < s.gpa + s.size)
+    }
+
+    /// [`FakeSlots`] that, like KVM, refuses slot ids at or above `limit`
+    /// (`KVM_CAP_NR_MEMSLOTS`).
+    #[derive(Clone)]
+    struct LimitedSlots(FakeSlots, u32);
+
+    impl MemslotSink for LimitedSlots {
+        fn set_slot(&self, slot: u32, gpa: u64, size: u64, host: u64) -> Result<(), String> {
+            if size != 0 && slot >= self.1 {
+                return Err(format!("slot {slot}: out of memslots"));
+            }
+            self.0.set_slot(slot, gpa, size, host)
+        }
+    }
+
+    /// Every RAM page of `m` (one region from 0) not in `except` is mapped
+    /// by exactly the KVM slot the VMM thinks, to its own host page.
+    fn assert_ram_mapped(m: &DomainMemory, sink: &FakeSlots, except: &[u64]) {
+        let base = m.ram().get_host_address(GuestAddress(0)).expect("host") as u64;
+        let size = m.ram().iter().map(|r| r.len()).sum::<u64>();
+        for gpa in (0..size).step_by(PAGE_SIZE as usize) {
+            if except.contains(&(gpa / PAGE_SIZE)) {
+                continue;
+            }
+            let s = slot_at(sink, gpa).unwrap_or_else(|| panic!("RAM page {gpa:#x} unmapped"));
+            assert_eq!(s.host + (gpa - s.gpa), base + gpa, "page {gpa:#x}");
+        }
+        let table = m.slots.lock().expect("slots");
+        let live: Vec<(u32, Slot)> = table
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.map(|s| (i as u32, s)))
+            .collect();
+        let kvm: Vec<(u32, Slot)> = sink
+            .0
+            .lock()
+            .expect("sink")
+            .iter()
+            .map(|(i, s)| (*i, *s))
+            .collect();
+        assert_eq!(live, kvm, "the VMM's slot table is KVM's");
+        drop(table);
+        for (gfn, (host, id)) in m.grant_aliases.read().expect("aliases").iter() {
+            let s = kvm.iter().find(|(i, _)| i == id).map(|(_, s)| (s.gpa, s.host));
+            assert_eq!(s, Some((gfn * PAGE_SIZE, *host)), "alias at {gfn:#x} owns its slot");
+        }
+        for o in m.overlays.read().expect("overlays").iter() {
+            if let Some((gfn, id)) = o.placed {
+                let s = kvm.iter().find(|(i, _)| *i == id).map(|(_, s)| (s.gpa, s.host));
+                let want = (gfn * PAGE_SIZE, o.host.as_ptr() as u64);
+                assert_eq!(s, Some(want), "overlay at {gfn:#x} owns its slot");
+            }
+        }
+    }
+
+    #[test]
+    fn a_grant_alias_refused_for_want_of_memslots_leaves_ram_as_it_was() {
+        for limit in [1, 2] {
+            let fake = FakeSlots::default();
+            let m = DomainMemory::new(&[(0, 1 << 20)], Box::new(LimitedSlots(fake.clone(), limit)))
+                .expect("alloc");
+            // Splitting the RAM slot around gfn 0x80 needs two slots and
+            // the alias a third: one of them is refused.
+            assert!(m.map_grant_alias(0x80, 0x3000).is_err(), "limit {limit}");
+            assert_ram_mapped(&m, &fake, &[]);
+        }
+    }
+
+    #[test]
+    fn overlays_and_grant_aliases_changing_at_once_keep_the_slots_consistent() {
+        let (m, sink) = mem(1 << 20);
+        let m = Arc::new(m);
+        const X: u64 = 0x40;
+        let mover = {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for i in 0..3000u64 {
+                    // shared_info back and forth between X and another frame.
+                    let gfn = if i % 2 == 0 { X } else { 0x50 + (i % 16) };
+                    let _ = m.map_overlay(SpecialPage::SharedInfo, gfn);
+                }
+            })
+        };
+        for i in 0..3000u64 {
+            let gfn = if i % 3 == 0 { X } else { 0x60 + (i % 16) };
+            if m.map_grant_alias(gfn, 0x3000).is_ok() {
+                m.unmap_grant_alias(gfn);
+            }
+        }
+        mover.join().expect("mover");
+        let at = m.overlay_gfn(SpecialPage::SharedInfo).expect("placed");
+        assert_ram_mapped(&m, &sink, &[at]);
+        m.map_overlay(SpecialPage::SharedInfo, 0x90).expect("park");
+        assert_ram_mapped(&m, &sink, &[0x90]);
     }
 
     #[test]

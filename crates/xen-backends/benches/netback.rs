@@ -15,7 +15,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,13 +24,23 @@ use std::time::{Duration, Instant};
 
 use xen_backends::blkback::conn::RingEnv;
 use xen_backends::netback::offload::{self, VnetHdr};
-use xen_backends::netback::{open_tap, open_tap_queues, NetDevice, NetSpec};
+use xen_backends::netback::{open_tap_queues, NetDevice, NetSpec};
 use xen_backends::netif::{self, ExtraInfo, TxRequest};
 use xen_backends::sring::FrontRing;
 use xen_backends::testing::TestGuest;
 use xen_emu::guest::GuestMemory;
 
-const RUN: Duration = Duration::from_secs(2);
+/// Seconds per measurement (`NETBENCH_SECS`, default 2).
+fn run_time() -> Duration {
+    Duration::from_secs_f64(env_num("NETBENCH_SECS", 2.0))
+}
+
+fn env_num(key: &str, default: f64) -> f64 {
+    std::env::var(key)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 const PAGE: usize = 4096;
 
 fn ip(args: &[&str]) -> bool {
@@ -91,19 +101,29 @@ fn rate(n: u64, bytes: u64, start: Instant) -> Rate {
     (n as f64 / s, bytes as f64 / s)
 }
 
+/// The baseline: the same frames written straight to the same kind of TAP
+/// (multi-queue, `IFF_VNET_HDR`), one `writev` of header + frame each, as
+/// the backend does.
 fn tx_direct(ns: &str, f: &[u8], hdr: Option<VnetHdr>) -> Rate {
     let name = tap_name("d");
-    let mut tap = match hdr {
-        Some(_) => open_tap_queues(&name, 1).unwrap().remove(0),
-        None => open_tap(&name).unwrap(),
-    };
+    let tap = open_tap_queues(&name, 1).unwrap().remove(0);
     into_netns(ns, &name);
-    let mut buf = hdr.map(|h| h.encode().to_vec()).unwrap_or_default();
-    buf.extend_from_slice(f);
+    let h = hdr.unwrap_or_default().encode();
+    let iov = [
+        libc::iovec {
+            iov_base: h.as_ptr() as *mut libc::c_void,
+            iov_len: h.len(),
+        },
+        libc::iovec {
+            iov_base: f.as_ptr() as *mut libc::c_void,
+            iov_len: f.len(),
+        },
+    ];
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < RUN {
-        if tap.write(&buf).is_ok() {
+    while start.elapsed() < run_time() {
+        // SAFETY: two iovecs over `h` and `f`, live for the call.
+        if unsafe { libc::writev(tap.as_raw_fd(), iov.as_ptr(), 2) } > 0 {
             n += 1;
         }
     }
@@ -218,7 +238,7 @@ fn tx_backend(ns: &str, f: &[u8], gso: Option<ExtraInfo>) -> Rate {
     guest.evtchn.kick(5);
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < RUN {
+    while start.elapsed() < run_time() {
         let seen = guest.evtchn.notifications();
         let done = tx.take_responses().len() as u64;
         if done == 0 {
@@ -284,14 +304,14 @@ fn generator(
 
 fn rx_direct(ns: &str, len: usize) -> Rate {
     let name = tap_name("r");
-    let mut tap = open_tap(&name).unwrap();
+    let mut tap = open_tap_queues(&name, 1).unwrap().remove(0);
     into_netns(ns, &name);
     let stop = Arc::new(AtomicBool::new(false));
     let g = generator(ns, &name, len, stop.clone());
     let mut buf = vec![0u8; 65536];
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
-    while start.elapsed() < RUN {
+    while start.elapsed() < run_time() {
         let mut pfd = libc::pollfd {
             fd: tap.as_raw_fd(),
             events: libc::POLLIN,
@@ -303,7 +323,7 @@ fn rx_direct(ns: &str, len: usize) -> Rate {
         }
         if let Ok(k) = tap.read(&mut buf) {
             n += 1;
-            bytes += k as u64;
+            bytes += k.saturating_sub(offload::VNET_HDR_LEN) as u64;
         }
     }
     let r = rate(n, bytes, start);
@@ -340,7 +360,7 @@ fn rx_backend(ns: &str, len: usize) -> Rate {
     let mut cons = 0u32;
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
-    while start.elapsed() < RUN {
+    while start.elapsed() < run_time() {
         let seen = guest.evtchn.notifications();
         let p = prod.load(Ordering::Acquire);
         if p == cons {
@@ -377,16 +397,53 @@ fn rx_backend(ns: &str, len: usize) -> Rate {
     r
 }
 
-fn row(what: &str, b: Rate, d: Rate) {
-    let mbit = |r: Rate| r.1 * 8.0 / 1e6;
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One line of the table from `rounds` paired measurements: the medians,
+/// and the median of the per-round ratios (a round's backend and direct
+/// runs are back to back, so the ratio sees the same load).
+fn row(what: &str, rounds: &[(Rate, Rate)]) {
+    let med = |f: &dyn Fn(&(Rate, Rate)) -> f64| median(rounds.iter().map(f).collect());
+    let mbit = 8.0 / 1e6;
     println!(
         "| {what} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} % |",
-        b.0 / 1e3,
-        d.0 / 1e3,
-        mbit(b),
-        mbit(d),
-        100.0 * b.1 / d.1
+        med(&|r| r.0 .0) / 1e3,
+        med(&|r| r.1 .0) / 1e3,
+        med(&|r| r.0 .1) * mbit,
+        med(&|r| r.1 .1) * mbit,
+        100.0 * med(&|r| r.0 .1 / r.1 .1),
     );
+}
+
+/// Runs `backend` and `direct` `rounds` times, alternating which goes
+/// first, and prints each round to stderr.
+fn measure(
+    what: &str,
+    rounds: usize,
+    backend: impl Fn() -> Rate,
+    direct: impl Fn() -> Rate,
+) -> Vec<(Rate, Rate)> {
+    (0..rounds)
+        .map(|i| {
+            let (b, d) = if i % 2 == 0 {
+                let b = backend();
+                (b, direct())
+            } else {
+                let d = direct();
+                (backend(), d)
+            };
+            eprintln!(
+                "{what} round {i}: backend {:.0} kpps, direct {:.0} kpps ({:.0} %)",
+                b.0 / 1e3,
+                d.0 / 1e3,
+                100.0 * b.1 / d.1
+            );
+            (b, d)
+        })
+        .collect()
 }
 
 fn main() {
@@ -395,31 +452,57 @@ fn main() {
         println!("netback bench: skipped (needs root and iproute2)");
         return;
     }
+    // `NETBENCH_CASES=tx64,tx1514,txgso,rx64,rx1514` picks cases (default:
+    // all); `NETBENCH_ROUNDS` paired rounds each (default 5).
+    let cases = std::env::var("NETBENCH_CASES")
+        .unwrap_or_else(|_| "tx64,tx1514,txgso,rx64,rx1514".into());
+    let want = |c: &str| cases.split(',').any(|x| x == c);
+    let rounds = env_num("NETBENCH_ROUNDS", 5.0).max(1.0) as usize;
     let ns = format!("xkvm-nbb-{}", std::process::id());
     assert!(ip(&["netns", "add", &ns]));
+    let mut table = Vec::new();
+    for len in [64usize, 1514] {
+        if want(&format!("tx{len}")) {
+            let f = frame(len);
+            let what = format!("TX {len} B");
+            let r = measure(
+                &what,
+                rounds,
+                || tx_backend(&ns, &f, None),
+                || tx_direct(&ns, &f, None),
+            );
+            table.push((what, r));
+        }
+    }
+    if want("txgso") {
+        let (g, h) = gso_frame();
+        let e = ExtraInfo::gso(netif::XEN_NETIF_GSO_TYPE_TCPV4, 1448);
+        let what = "TX 64 KiB GSO".to_owned();
+        let r = measure(
+            &what,
+            rounds,
+            || tx_backend(&ns, &g, Some(e)),
+            || tx_direct(&ns, &g, Some(h)),
+        );
+        table.push((what, r));
+    }
+    for len in [64usize, 1514] {
+        if want(&format!("rx{len}")) {
+            let what = format!("RX {len} B");
+            let r = measure(
+                &what,
+                rounds,
+                || rx_backend(&ns, len),
+                || rx_direct(&ns, len),
+            );
+            table.push((what, r));
+        }
+    }
+    println!("median of {rounds} rounds of {:?} each", run_time());
     println!("| direction, frame | backend kpps | direct kpps | backend Mbit/s | direct Mbit/s | backend/direct |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
-    for len in [64usize, 1514] {
-        let f = frame(len);
-        row(
-            &format!("TX {len} B"),
-            tx_backend(&ns, &f, None),
-            tx_direct(&ns, &f, None),
-        );
-    }
-    let (g, h) = gso_frame();
-    let e = ExtraInfo::gso(netif::XEN_NETIF_GSO_TYPE_TCPV4, 1448);
-    row(
-        "TX 64 KiB GSO",
-        tx_backend(&ns, &g, Some(e)),
-        tx_direct(&ns, &g, Some(h)),
-    );
-    for len in [64usize, 1514] {
-        row(
-            &format!("RX {len} B"),
-            rx_backend(&ns, len),
-            rx_direct(&ns, len),
-        );
+    for (what, r) in &table {
+        row(what, r);
     }
     let _ = ip(&["netns", "del", &ns]);
 }

@@ -144,6 +144,20 @@ impl BackRing {
         Ok(buf)
     }
 
+    /// Reads the request at `req_cons` into `buf` (one slot's bytes) and
+    /// advances it; [`Self::take_request`] without the allocation, for hot
+    /// paths.
+    pub fn take_request_into(&mut self, buf: &mut [u8]) -> Result<(), RingError> {
+        let len = buf.len().min(self.entry as usize);
+        let off = self.slot_off(self.req_cons);
+        let mem = &self.mem;
+        self.access(off, len, |gpa, at, n| {
+            mem.read(gpa, &mut buf[at..at + n]).is_ok()
+        })?;
+        self.req_cons = self.req_cons.wrapping_add(1);
+        Ok(())
+    }
+
     /// `RING_FINAL_CHECK_FOR_REQUESTS`: re-arms `req_event` and says
     /// whether more arrived meanwhile.
     pub fn final_check(&self) -> Result<bool, RingError> {

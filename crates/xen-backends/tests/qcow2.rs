@@ -813,3 +813,29 @@ fn corrupted_metadata_gives_errors_not_panics() {
     }
     assert!(opened > 50, "most corruptions still open ({opened})");
 }
+
+#[test]
+fn data_clusters_on_the_main_tables_are_refused() {
+    if !have_qemu("data_clusters_on_the_main_tables_are_refused") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("o.qcow2");
+    create(&img, "compat=1.1", 4 * MIB);
+    qemu_io(&img, &["write -P 0x21 0 64k"]);
+    let bytes = std::fs::read(&img).unwrap();
+    let be = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+    let l1 = be(40);
+    let l2 = be(l1 as usize) & 0x00ff_ffff_ffff_fe00;
+    // Point virtual cluster 0 at the cluster holding the L1 table.
+    patch(&img, l2, &((1u64 << 63) | (l1 & !0xffff)).to_be_bytes());
+    let q = Qcow2::open(&img, false).unwrap();
+    let e = q.write_at(&[0xff; 512], 0).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData, "{e}");
+    drop(q);
+    let after = std::fs::read(&img).unwrap();
+    assert_eq!(
+        after[l1 as usize..l1 as usize + 8],
+        bytes[l1 as usize..l1 as usize + 8]
+    );
+}

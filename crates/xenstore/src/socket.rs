@@ -402,42 +402,17 @@ impl Loop {
             return;
         };
         let mut eof = false;
-        let mut peeked = 0;
         if readable && c.pending_out() < OUTPUT_HIGH_WATER {
-            let flags = if c.input.is_empty() {
-                libc::MSG_PEEK
-            } else {
-                0
-            };
-            match recv(&c.stream, &mut self.buf, flags) {
+            match recv(&c.stream, &mut self.buf, 0) {
                 Ok(0) => eof = true,
-                Ok(n) => {
-                    c.input.extend_from_slice(&self.buf[..n]);
-                    if flags != 0 {
-                        peeked = n;
-                    }
-                }
+                Ok(n) => c.input.extend_from_slice(&self.buf[..n]),
                 Err(e)
                     if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                 Err(_) => eof = true,
             }
         }
         let result = c.process(&self.engine);
-        let mut write_ok = c.flush();
-        while peeked > 0 {
-            match recv(&c.stream, &mut self.buf[..peeked], 0) {
-                Ok(0) => {
-                    write_ok = false;
-                    break;
-                }
-                Ok(n) => peeked -= n,
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => {
-                    write_ok = false;
-                    break;
-                }
-            }
-        }
+        let write_ok = c.flush();
         if let Err(e) = &result {
             tracing::warn!(token, "xenstore socket: closing client: {e}");
         }

@@ -352,6 +352,10 @@ impl UringLoop {
         }
         let (flags, kind) = if c.input.is_empty() {
             (libc::MSG_PEEK, K_PEEK)
+        } else if c.consuming {
+            // A receive must not overtake the consume (it would take the
+            // consume's bytes); the consume's completion reads again.
+            return Ok(());
         } else {
             (0, K_RECV)
         };

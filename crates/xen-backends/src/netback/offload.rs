@@ -101,64 +101,80 @@ pub fn set_offload(tap: &File, flags: u32) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Where a TCP frame's headers are: `(l4 offset, l4 length, header length
-/// through TCP)`, after checking the frame is IPv4 (`v6 == false`) or IPv6
-/// without extension headers carrying TCP, and filling the TCP checksum
-/// field with the pseudo-header sum a partial checksum needs.
-fn tcp_partial(frame: &mut [u8], v6: bool) -> Option<(usize, usize, usize)> {
-    let ethertype = frame.get(12..14)?;
+/// Where a TCP frame's headers are: `(l4 offset, header length through
+/// TCP)`, after checking the frame is IPv4 (`v6 == false`) or IPv6 without
+/// extension headers carrying TCP, and filling the TCP checksum field with
+/// the pseudo-header sum a partial checksum needs. `head` is the start of a
+/// `frame_len`-byte frame and must hold every header through TCP's.
+fn tcp_partial(head: &mut [u8], frame_len: usize, v6: bool) -> Option<(usize, usize)> {
+    let ethertype = head.get(12..14)?;
+    let mut pseudo = [0u8; 40];
     let (l4, l4_len, pseudo) = if v6 {
-        if ethertype != [0x86, 0xdd] || frame.get(20) != Some(&6) {
+        if ethertype != [0x86, 0xdd] || head.get(20) != Some(&6) {
             return None;
         }
-        let ip = frame.get(14..54)?;
+        let ip = head.get(14..54)?;
         let len = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
-        let mut p = Vec::with_capacity(40);
-        p.extend_from_slice(&ip[8..40]);
-        p.extend_from_slice(&(len as u32).to_be_bytes());
-        p.extend_from_slice(&[0, 0, 0, 6]);
-        (54, len, p)
+        pseudo[..32].copy_from_slice(&ip[8..40]);
+        pseudo[32..36].copy_from_slice(&(len as u32).to_be_bytes());
+        pseudo[39] = 6;
+        (54, len, &pseudo[..40])
     } else {
         if ethertype != [0x08, 0x00] {
             return None;
         }
-        let ip = frame.get(14..34)?;
+        let ip = head.get(14..34)?;
         let ihl = usize::from(ip[0] & 0x0f) * 4;
         let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
         if ip[0] >> 4 != 4 || ip[9] != 6 || ihl < 20 || total < ihl {
             return None;
         }
-        let mut p = ip[12..20].to_vec();
-        p.extend_from_slice(&[0, 6]);
-        p.extend_from_slice(&((total - ihl) as u16).to_be_bytes());
-        (14 + ihl, total - ihl, p)
+        pseudo[..8].copy_from_slice(&ip[12..20]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&((total - ihl) as u16).to_be_bytes());
+        (14 + ihl, total - ihl, &pseudo[..12])
     };
-    let tcp = frame.get(l4..l4 + l4_len)?;
-    let thl = usize::from(tcp.get(12)? >> 4) * 4;
-    if thl < 20 || thl > l4_len {
+    if l4 + l4_len > frame_len {
+        return None;
+    }
+    let thl = usize::from(head.get(l4 + 12)? >> 4) * 4;
+    if thl < 20 || thl > l4_len || l4 + thl > head.len() {
         return None;
     }
     // A partial checksum holds the folded, uncomplemented pseudo-header
     // sum; the kernel adds the rest per segment. netback recomputes it
     // for every GSO frame too (frontends are not all careful here).
-    let partial = !netif::fold(netif::sum(0, &pseudo));
-    frame[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
-    Some((l4, l4_len, l4 + thl))
+    let partial = !netif::fold(netif::sum(0, pseudo));
+    head[l4 + 16..l4 + 18].copy_from_slice(&partial.to_be_bytes());
+    Some((l4, l4 + thl))
 }
 
 /// The header to write before a frame the guest sent with GSO extra info
 /// (`gso_type`, `gso_size` in netif terms). `None` when the frame does not
 /// match its GSO type (the guest gets `NETIF_RSP_ERROR`).
 pub fn tx_gso_header(frame: &mut [u8], gso_type: u8, gso_size: u16) -> Option<VnetHdr> {
+    let len = frame.len();
+    tx_gso_header_in(frame, len, gso_type, gso_size)
+}
+
+/// [`tx_gso_header`] for a frame of `frame_len` bytes of which only the
+/// start, `head`, is at hand (the rest goes to the TAP straight from the
+/// guest's pages): `head` must hold the headers through TCP's, else `None`.
+pub fn tx_gso_header_in(
+    head: &mut [u8],
+    frame_len: usize,
+    gso_type: u8,
+    gso_size: u16,
+) -> Option<VnetHdr> {
     let (v6, vtype) = match gso_type {
         netif::XEN_NETIF_GSO_TYPE_TCPV4 => (false, VIRTIO_NET_HDR_GSO_TCPV4),
         netif::XEN_NETIF_GSO_TYPE_TCPV6 => (true, VIRTIO_NET_HDR_GSO_TCPV6),
         _ => return None,
     };
-    if gso_size == 0 {
+    if gso_size == 0 || head.len() > frame_len {
         return None;
     }
-    let (l4, _, hdr_len) = tcp_partial(frame, v6)?;
+    let (l4, hdr_len) = tcp_partial(head, frame_len, v6)?;
     Some(VnetHdr {
         flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
         gso_type: vtype,
@@ -243,7 +259,8 @@ mod tests {
         let mut want = tcp4(333);
         netif::complete_checksum(&mut want);
         let mut f = tcp4(333);
-        tcp_partial(&mut f, false).unwrap();
+        let len = f.len();
+        tcp_partial(&mut f, len, false).unwrap();
         let h = VnetHdr {
             flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
             csum_start: 34,
@@ -257,6 +274,22 @@ mod tests {
             ..h
         };
         assert!(!complete_partial(&mut f, &bad));
+    }
+
+    #[test]
+    fn the_headers_alone_give_the_same_gso_header_as_the_whole_frame() {
+        let mut whole = tcp4(3000);
+        let want = tx_gso_header(&mut whole, netif::XEN_NETIF_GSO_TYPE_TCPV4, 1000).unwrap();
+        let mut f = tcp4(3000);
+        let len = f.len();
+        let got = tx_gso_header_in(&mut f[..64], len, netif::XEN_NETIF_GSO_TYPE_TCPV4, 1000);
+        assert_eq!(got, Some(want));
+        assert_eq!(f, whole, "the same pseudo-header sum, in the head");
+        // Headers cut short, or a frame shorter than its IP length: refused.
+        let mut f = tcp4(3000);
+        let t = netif::XEN_NETIF_GSO_TYPE_TCPV4;
+        assert!(tx_gso_header_in(&mut f[..50], len, t, 1000).is_none());
+        assert!(tx_gso_header_in(&mut f[..64], len - 1, t, 1000).is_none());
     }
 
     #[test]

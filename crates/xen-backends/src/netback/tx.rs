@@ -1,38 +1,62 @@
 //! Guest → host: the TX ring's frames to the TAP (slots, extra info,
 //! checksum completion, GSO headers, `rate=`).
+//!
+//! Frames of at least [`DIRECT_MIN`] bytes go to the TAP in one `writev`
+//! whose iovecs point straight into the granted pages (held for the
+//! call, as a grant copy would hold them); only what the backend must
+//! change is copied: a GSO frame's headers (the pseudo-header sum), a
+//! `NETTXF_csum_blank` frame (its checksum is computed over the copy).
+//! Responses are pushed every [`PUSH_EVERY`] frames so the frontend can
+//! refill the ring while the rest are written.
 
-use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
 
 use super::{offload, Ctx, POLL};
+use crate::grant::{GrantRange, HostIoVec};
 use crate::netif::{self, TxRequest};
-use crate::sring::BackRing;
+use crate::sring::{BackRing, RingError};
+
+/// Frames answered between pushes of the responses (netback pushes once
+/// per NAPI poll of 64).
+const PUSH_EVERY: usize = 64;
+/// Frames at least this long are written from the granted pages; shorter
+/// ones are copied first (copying a few hundred bytes costs less than
+/// mapping and unmapping their grants).
+const DIRECT_MIN: usize = 512;
+/// Bytes at the start of a GSO frame copied to fix its headers up:
+/// Ethernet, IPv4 or IPv6 and TCP, each with options, fit.
+const HEAD: usize = 256;
+
+/// Buffers reused from frame to frame (no allocation per frame).
+#[derive(Default)]
+struct Bufs {
+    /// A frame's data, slot by slot: `(gref, offset, len)`.
+    pieces: Vec<GrantRange>,
+    /// The pieces after the copied head.
+    rest: Vec<GrantRange>,
+    /// A copied frame, or the head of a GSO frame.
+    copy: Vec<u8>,
+    /// Scratch for [`crate::grant::GrantSession::with_host_pages`].
+    scratch: Vec<libc::iovec>,
+    /// The `writev` vector.
+    iov: Vec<libc::iovec>,
+}
 
 /// Guest → host: frames from the TX ring to the TAP.
 pub(super) fn tx_loop(c: &Ctx, mut ring: BackRing) {
-    let mut frame = Vec::with_capacity(netif::MAX_FRAME);
-    // Slots of a frame whose later slots the frontend has not published
-    // yet: they wait for the rest (netback's `xenvif_count_requests`).
-    let mut carry: Vec<TxRequest> = Vec::new();
+    // Requests taken from the ring and not answered yet: complete frames,
+    // then possibly one whose later slots the frontend has not published
+    // yet, which waits for them (netback's `xenvif_count_requests`).
+    let mut reqs: Vec<TxRequest> = Vec::with_capacity(ring.size() as usize);
+    let mut slots: Vec<TxRequest> = Vec::new();
+    let mut b = Bufs {
+        copy: Vec::with_capacity(netif::MAX_FRAME),
+        ..Bufs::default()
+    };
     while !c.stop.load(Ordering::SeqCst) {
-        let mut reqs = std::mem::take(&mut carry);
         let had = reqs.len();
-        let more = (|| -> Result<(), crate::sring::RingError> {
-            loop {
-                let n = ring.pending_requests()?;
-                if n == 0 && !ring.final_check()? {
-                    return Ok(());
-                }
-                for _ in 0..ring.pending_requests()? {
-                    if !ring.can_consume() {
-                        return Ok(());
-                    }
-                    reqs.push(TxRequest::parse(&ring.take_request()?));
-                }
-            }
-        })();
-        if let Err(e) = more {
+        if let Err(e) = consume(&mut ring, &mut reqs) {
             tracing::warn!("vif TX ring: {e}; stopped");
             (c.env.on_fatal)();
             return;
@@ -45,104 +69,334 @@ pub(super) fn tx_loop(c: &Ctx, mut ring: BackRing) {
                 (c.env.on_fatal)();
                 return;
             }
-            carry = reqs;
             c.bell.wait(POLL);
             continue;
         }
         let mut i = 0;
-        while i < reqs.len() {
+        let mut since_push = 0;
+        while let Some((extras, end)) = frame_bounds(&reqs[i..]) {
             // One frame: the first slot, its extra-info slots, then
             // continuation slots while NETTXF_more_data is set.
             let first = reqs[i];
-            let mut slots = vec![first];
-            let mut extras = Vec::new();
-            let mut j = i + 1;
-            let mut extras_pending = first.flags & netif::NETTXF_EXTRA_INFO != 0;
-            while extras_pending && j < reqs.len() {
-                let e = reqs[j];
-                extras.push(e);
-                j += 1;
-                // extra_info: type u8, flags u8 — flags is the 2nd byte
-                // of the slot (gref's second byte in TxRequest terms).
-                extras_pending = (e.gref >> 8) as u8 & netif::XEN_NETIF_EXTRA_FLAG_MORE != 0;
-            }
-            let mut last = first;
-            while last.flags & netif::NETTXF_MORE_DATA != 0 && j < reqs.len() {
-                last = reqs[j];
-                slots.push(last);
-                j += 1;
-            }
-            if extras_pending || last.flags & netif::NETTXF_MORE_DATA != 0 {
-                carry = reqs[i..].to_vec();
-                break;
-            }
-            let mut ok = gather(c, &slots, &mut frame);
-            let gso = extras
+            slots.clear();
+            slots.push(first);
+            slots.extend_from_slice(&reqs[i + 1 + extras..i + end]);
+            let extra = &reqs[i + 1..i + 1 + extras];
+            let gso = extra
                 .iter()
                 .map(|e| netif::ExtraInfo::parse(&e.encode()))
                 .find_map(|x| x.filter(|x| x.kind == netif::XEN_NETIF_EXTRA_TYPE_GSO));
-            let mut hdr = offload::VnetHdr::default();
-            if ok {
-                if let Some(g) = gso {
-                    // The kernel segments it and fills each segment's
-                    // checksum; the guest left it partial (GSO implies
-                    // NETTXF_csum_blank).
-                    match offload::tx_gso_header(&mut frame, g.gso_type, g.gso_size) {
-                        Some(h) => hdr = h,
-                        None => ok = false,
-                    }
-                } else if first.flags & netif::NETTXF_CSUM_BLANK != 0 {
-                    netif::complete_checksum(&mut frame);
-                }
-            }
-            if ok {
-                throttle(c, frame.len() as u64);
-            }
-            let status = if ok {
-                // A TAP takes one frame per write; a short write would be
-                // a truncated frame.
-                match write_frame(&c.tap, &hdr, &frame) {
-                    Ok(n) if n == offload::VNET_HDR_LEN + frame.len() => netif::NETIF_RSP_OKAY,
-                    Ok(_) => netif::NETIF_RSP_DROPPED,
-                    Err(e) => {
-                        tracing::debug!("TAP write: {e}");
-                        netif::NETIF_RSP_DROPPED
-                    }
-                }
-            } else {
-                netif::NETIF_RSP_ERROR
-            };
+            let csum_blank = first.flags & netif::NETTXF_CSUM_BLANK != 0;
+            let status = send_frame(c, &slots, &mut b, csum_blank, gso);
             for s in &slots {
-                let _ = ring.put_response(&pad(&netif::tx_response(s.id, status), 12));
+                let _ = ring.put_response(&tx_response(s.id, status));
             }
-            for e in extras {
-                let _ =
-                    ring.put_response(&pad(&netif::tx_response(e.id, netif::NETIF_RSP_NULL), 12));
+            for e in extra {
+                let _ = ring.put_response(&tx_response(e.id, netif::NETIF_RSP_NULL));
             }
-            i = j;
+            i += end;
+            since_push += 1;
+            if since_push == PUSH_EVERY {
+                push(c, &ring);
+                since_push = 0;
+            }
         }
-        if ring.push_responses().unwrap_or(false) {
-            c.env.evtchn.notify(c.tx_port);
+        reqs.drain(..i);
+        push(c, &ring);
+    }
+}
+
+/// Takes every request the frontend has published. Only when there is
+/// none does it re-arm `req_event` (`RING_FINAL_CHECK_FOR_REQUESTS`), so
+/// a frontend refilling a ring we are busy with need not notify us.
+fn consume(ring: &mut BackRing, reqs: &mut Vec<TxRequest>) -> Result<(), RingError> {
+    let had = reqs.len();
+    let mut slot = [0u8; netif::TX_SLOT as usize];
+    loop {
+        let n = ring.pending_requests()?;
+        if n == 0 && (reqs.len() > had || !ring.final_check()?) {
+            return Ok(());
+        }
+        for _ in 0..n {
+            if !ring.can_consume() {
+                return Ok(());
+            }
+            ring.take_request_into(&mut slot)?;
+            reqs.push(TxRequest::parse(&slot));
         }
     }
 }
 
-/// One `writev` of header + frame: a TAP takes one frame per write.
-fn write_frame(tap: &File, hdr: &offload::VnetHdr, frame: &[u8]) -> std::io::Result<usize> {
+/// The frame at the start of `reqs`: `(extra-info slots, slots in all)`,
+/// or `None` while its last slot is not there yet.
+fn frame_bounds(reqs: &[TxRequest]) -> Option<(usize, usize)> {
+    let first = reqs.first()?;
+    let mut j = 1;
+    let mut extras_pending = first.flags & netif::NETTXF_EXTRA_INFO != 0;
+    while extras_pending && j < reqs.len() {
+        // extra_info: type u8, flags u8 — flags is the 2nd byte of the
+        // slot (gref's second byte in TxRequest terms).
+        extras_pending = (reqs[j].gref >> 8) as u8 & netif::XEN_NETIF_EXTRA_FLAG_MORE != 0;
+        j += 1;
+    }
+    let extras = j - 1;
+    let mut more = first.flags & netif::NETTXF_MORE_DATA != 0;
+    while more && j < reqs.len() {
+        more = reqs[j].flags & netif::NETTXF_MORE_DATA != 0;
+        j += 1;
+    }
+    if extras_pending || more {
+        return None;
+    }
+    Some((extras, j))
+}
+
+/// A TX response in its 12-byte slot.
+fn tx_response(id: u16, status: i16) -> [u8; netif::TX_SLOT as usize] {
+    let mut b = [0u8; netif::TX_SLOT as usize];
+    b[..4].copy_from_slice(&netif::tx_response(id, status));
+    b
+}
+
+/// `RING_PUSH_RESPONSES_AND_CHECK_NOTIFY`, and the notification if the
+/// frontend asked for one.
+fn push(c: &Ctx, ring: &BackRing) {
+    if ring.push_responses().unwrap_or(false) {
+        c.env.evtchn.notify(c.tx_port);
+    }
+}
+
+/// Sends one frame to the TAP; the status for its slots.
+fn send_frame(
+    c: &Ctx,
+    slots: &[TxRequest],
+    b: &mut Bufs,
+    csum_blank: bool,
+    gso: Option<netif::ExtraInfo>,
+) -> i16 {
+    let Some(total) = pieces(slots, &mut b.pieces) else {
+        return netif::NETIF_RSP_ERROR;
+    };
+    let written = match gso {
+        Some(g) => send_gso(c, b, total, g),
+        None if csum_blank || total < DIRECT_MIN => send_copied(c, b, total, csum_blank),
+        None => {
+            throttle(c, total as u64);
+            write_direct(c, b, &offload::VnetHdr::default(), 0)
+        }
+    };
+    match written {
+        // A TAP takes one frame per write; a short write would be a
+        // truncated frame.
+        Some(Ok(n)) if n == offload::VNET_HDR_LEN + total => netif::NETIF_RSP_OKAY,
+        Some(Ok(_)) => netif::NETIF_RSP_DROPPED,
+        Some(Err(e)) => {
+            tracing::debug!("TAP write: {e}");
+            netif::NETIF_RSP_DROPPED
+        }
+        None => netif::NETIF_RSP_ERROR,
+    }
+}
+
+/// The frame's data as grant ranges, one per slot; its length, or `None`
+/// when the slots contradict it (continuation slots longer than the
+/// frame) or it is empty.
+fn pieces(slots: &[TxRequest], out: &mut Vec<GrantRange>) -> Option<usize> {
+    out.clear();
+    let total = usize::from(slots[0].size);
+    let rest: usize = slots[1..].iter().map(|s| usize::from(s.size)).sum();
+    if rest > total || total == 0 {
+        return None;
+    }
+    // The first slot's size is the whole frame; its own share is what the
+    // continuation slots do not cover.
+    let lens = std::iter::once(total - rest).chain(slots[1..].iter().map(|s| usize::from(s.size)));
+    for (s, len) in slots.iter().zip(lens) {
+        out.push(GrantRange {
+            gref: s.gref,
+            offset: u64::from(s.offset),
+            len: len as u64,
+        });
+    }
+    Some(total)
+}
+
+/// Copies the first `len` bytes of the frame into `b.copy`; false when a
+/// grant refuses. Every piece that starts inside those bytes is read
+/// (even an empty one), so each slot's grant is checked once.
+fn copy_head(c: &Ctx, b: &mut Bufs, len: usize) -> bool {
+    b.copy.clear();
+    for p in &b.pieces {
+        let at = b.copy.len();
+        if at >= len {
+            break;
+        }
+        let n = (p.len as usize).min(len - at);
+        b.copy.resize(at + n, 0);
+        if c.grants.read(p.gref, p.offset, &mut b.copy[at..]).is_err() {
+            return false;
+        }
+    }
+    b.copy.len() == len
+}
+
+/// A frame the backend copies whole (short, or its checksum to complete).
+fn send_copied(
+    c: &Ctx,
+    b: &mut Bufs,
+    total: usize,
+    csum_blank: bool,
+) -> Option<std::io::Result<usize>> {
+    if !copy_all(c, b, total) {
+        return None;
+    }
+    if csum_blank {
+        netif::complete_checksum(&mut b.copy);
+    }
+    throttle(c, total as u64);
+    Some(write_copy(c, b, &offload::VnetHdr::default()))
+}
+
+/// Copies the whole frame into `b.copy`, checking every slot's grant.
+fn copy_all(c: &Ctx, b: &mut Bufs, total: usize) -> bool {
+    b.copy.clear();
+    b.copy.resize(total, 0);
+    let mut at = 0;
+    for p in &b.pieces {
+        let n = p.len as usize;
+        if c.grants
+            .read(p.gref, p.offset, &mut b.copy[at..at + n])
+            .is_err()
+        {
+            return false;
+        }
+        at += n;
+    }
+    true
+}
+
+/// A GSO frame: its headers are copied and fixed up (the kernel segments
+/// it and fills each segment's checksum; the guest left it partial, as
+/// GSO implies `NETTXF_csum_blank`), the payload goes from the guest's
+/// pages.
+fn send_gso(
+    c: &Ctx,
+    b: &mut Bufs,
+    total: usize,
+    g: netif::ExtraInfo,
+) -> Option<std::io::Result<usize>> {
+    if total <= HEAD {
+        if !copy_all(c, b, total) {
+            return None;
+        }
+        let hdr = offload::tx_gso_header(&mut b.copy, g.gso_type, g.gso_size)?;
+        throttle(c, total as u64);
+        return Some(write_copy(c, b, &hdr));
+    }
+    let head = HEAD;
+    if !copy_head(c, b, head) {
+        return None;
+    }
+    let hdr = offload::tx_gso_header_in(&mut b.copy, total, g.gso_type, g.gso_size)?;
+    throttle(c, total as u64);
+    match write_direct(c, b, &hdr, head)? {
+        Ok(n) => Some(Ok(n)),
+        // No host pointers into guest memory: copy the rest too.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            let h = b.copy[..head].to_vec();
+            if !copy_all(c, b, total) {
+                return None;
+            }
+            b.copy[..head].copy_from_slice(&h);
+            Some(write_copy(c, b, &hdr))
+        }
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Writes `hdr` and the copied frame `b.copy` in one `writev`.
+fn write_copy(c: &Ctx, b: &mut Bufs, hdr: &offload::VnetHdr) -> std::io::Result<usize> {
     let h = hdr.encode();
-    let iov = [
-        libc::iovec {
-            iov_base: h.as_ptr() as *mut libc::c_void,
-            iov_len: h.len(),
-        },
-        libc::iovec {
-            iov_base: frame.as_ptr() as *mut libc::c_void,
-            iov_len: frame.len(),
-        },
-    ];
-    // SAFETY: two iovecs over live buffers (`h`, `frame`) that outlive the
-    // call; writev only reads them.
-    let r = unsafe { libc::writev(tap.as_raw_fd(), iov.as_ptr(), 2) };
+    b.iov.clear();
+    b.iov.push(iovec(&h));
+    b.iov.push(iovec(&b.copy));
+    writev(c, &b.iov)
+}
+
+/// Writes `hdr`, the first `skip` bytes from `b.copy` and the rest of the
+/// frame straight from the granted pages (held for the call) in one
+/// `writev`. `None` when a grant refuses; an `Unsupported` error when
+/// guest memory gives no host pointers (nothing was written). A frame
+/// written with `skip` 0 falls back to a copy itself.
+fn write_direct(
+    c: &Ctx,
+    b: &mut Bufs,
+    hdr: &offload::VnetHdr,
+    skip: usize,
+) -> Option<std::io::Result<usize>> {
+    b.rest.clear();
+    let mut at = 0usize;
+    for p in &b.pieces {
+        let len = p.len as usize;
+        let cut = skip.saturating_sub(at).min(len);
+        // Pieces inside the copied head were checked by the copy.
+        if cut < len || (len == 0 && at >= skip) {
+            b.rest.push(GrantRange {
+                gref: p.gref,
+                offset: p.offset + cut as u64,
+                len: (len - cut) as u64,
+            });
+        }
+        at += len;
+    }
+    let h = hdr.encode();
+    let Bufs {
+        rest,
+        scratch,
+        iov,
+        copy,
+        ..
+    } = b;
+    let head = &copy[..skip.min(copy.len())];
+    let r = c.grants.with_host_pages(rest, false, scratch, |pages| {
+        iov.clear();
+        iov.push(iovec(&h));
+        if !head.is_empty() {
+            iov.push(iovec(head));
+        }
+        iov.extend_from_slice(HostIoVec::as_iovecs(pages));
+        writev(c, iov)
+    });
+    match r {
+        Ok(Some(w)) => Some(w),
+        Ok(None) if skip == 0 => {
+            let total = at;
+            if !copy_all(c, b, total) {
+                return None;
+            }
+            Some(write_copy(c, b, hdr))
+        }
+        Ok(None) => Some(Err(std::io::ErrorKind::Unsupported.into())),
+        Err(e) => {
+            tracing::debug!("vif TX: {e}");
+            None
+        }
+    }
+}
+
+fn iovec(b: &[u8]) -> libc::iovec {
+    libc::iovec {
+        iov_base: b.as_ptr() as *mut libc::c_void,
+        iov_len: b.len(),
+    }
+}
+
+/// One `writev` of a whole frame: a TAP takes one frame per write.
+fn writev(c: &Ctx, iov: &[libc::iovec]) -> std::io::Result<usize> {
+    // SAFETY: every iovec covers a live buffer of ours or a granted page
+    // held for the duration of the call (`with_host_pages`); writev only
+    // reads them. At most 1 + 1 + ring size (256) entries, under IOV_MAX.
+    let r = unsafe { libc::writev(c.tap.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
     if r < 0 {
         return Err(std::io::Error::last_os_error());
     }
@@ -163,41 +417,4 @@ fn throttle(c: &Ctx, len: u64) {
             Err(_) => return,
         }
     }
-}
-
-fn pad(b: &[u8], n: usize) -> Vec<u8> {
-    let mut v = b.to_vec();
-    v.resize(n, 0);
-    v
-}
-
-/// Copies one frame out of the guest's TX slots.
-fn gather(c: &Ctx, slots: &[TxRequest], frame: &mut Vec<u8>) -> bool {
-    frame.clear();
-    let total = usize::from(slots[0].size);
-    let mut rest: usize = slots[1..].iter().map(|s| usize::from(s.size)).sum();
-    if rest > total {
-        return false;
-    }
-    for (k, s) in slots.iter().enumerate() {
-        // The first slot's size is the whole frame; its own share is what
-        // the continuation slots do not cover.
-        let len = if k == 0 {
-            total - rest
-        } else {
-            usize::from(s.size)
-        };
-        if k > 0 {
-            rest -= len;
-        }
-        let start = frame.len();
-        frame.resize(start + len, 0);
-        if c.grants
-            .read(s.gref, u64::from(s.offset), &mut frame[start..])
-            .is_err()
-        {
-            return false;
-        }
-    }
-    !frame.is_empty()
 }

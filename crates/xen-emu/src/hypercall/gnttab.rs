@@ -391,24 +391,29 @@ fn unmap_grant_refs(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
 /// Xen's `unmap_common` + `unmap_common_complete` for the guest's own
 /// mapping `handle`.
 fn unmap_one(c: &Call<'_>, host_addr: u64, dev_bus_addr: u64, handle: u32) -> Result<(), i16> {
-    let m = c.d.active_grants().own(handle).map_err(|e| e.status())?;
-    if dev_bus_addr != 0 && dev_bus_addr != m.frame {
-        return Err(GNTST_BAD_DEV_ADDR);
-    }
-    // No host address: nothing is unmapped and the handle stays live.
-    if host_addr == 0 {
-        return Ok(());
-    }
-    // replace_grant_p2m_mapping: the frame at host_addr must be this grant.
-    if host_addr >> xen_abi::PAGE_SHIFT != m.gfn {
-        return Err(GNTST_GENERAL_ERROR);
-    }
+    // Checks and the claim of the handle under one lock hold: of two
+    // vCPUs unmapping the same handle only one gets past here (the other
+    // gets GNTST_bad_handle), so the alias is removed and the pin dropped
+    // once, and no later mapping at m.gfn can be unmapped on its behalf.
+    let m = {
+        let mut ag = c.d.active_grants();
+        let m = ag.own(handle).map_err(|e| e.status())?;
+        if dev_bus_addr != 0 && dev_bus_addr != m.frame {
+            return Err(GNTST_BAD_DEV_ADDR);
+        }
+        // No host address: nothing is unmapped and the handle stays live.
+        if host_addr == 0 {
+            return Ok(());
+        }
+        // replace_grant_p2m_mapping: the frame at host_addr must be this grant.
+        if host_addr >> xen_abi::PAGE_SHIFT != m.gfn {
+            return Err(GNTST_GENERAL_ERROR);
+        }
+        ag.remove_own(handle).map_err(|e| e.status())?
+    };
     c.d.platform.unmap_grant_page(m.gfn);
-    let removed = c.d.active_grants().remove_own(handle);
-    if removed.is_ok() {
-        let entry = c.d.grant_entry_gpa(m.gref);
-        c.d.active_grants()
-            .unpin(&*c.d.mem, entry, m.gref, m.writable);
-    }
+    let entry = c.d.grant_entry_gpa(m.gref);
+    c.d.active_grants()
+        .unpin(&*c.d.mem, entry, m.gref, m.writable);
     Ok(())
 }

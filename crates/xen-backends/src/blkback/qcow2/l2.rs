@@ -141,10 +141,29 @@ impl Tables {
             Some(s) => self.get(s),
             None => 0,
         };
-        if e & COMPRESSED == 0 && e & OFFSET_MASK >= self.rc.end() {
-            return Err(corrupt("data cluster lies past the end of the image"));
+        if e & COMPRESSED == 0 && e & OFFSET_MASK != 0 {
+            self.check_data_cluster(e & OFFSET_MASK)?;
         }
         Ok(e)
+    }
+
+    /// QEMU's cheapest overlap checks: a data cluster is not past the end
+    /// of the image, the header, the L1 table or the refcount table, so a
+    /// corrupt image does not get its main tables overwritten by data.
+    fn check_data_cluster(&self, h: u64) -> io::Result<()> {
+        let cs = 1u64 << self.cluster_bits;
+        let l1 = self.l1_offset..self.l1_offset + self.l1.len() as u64 * 8;
+        let rt = self.rc.table_range();
+        let overlaps = |r: &std::ops::Range<u64>| h < r.end && r.start < h + cs;
+        if h >= self.rc.end() {
+            return Err(corrupt("data cluster lies past the end of the image"));
+        }
+        if h < cs || overlaps(&l1) || overlaps(&rt) {
+            return Err(corrupt(
+                "data cluster overlaps the header, L1 or refcount table",
+            ));
+        }
+        Ok(())
     }
 
     pub fn get(&self, s: Slot) -> u64 {

@@ -2,7 +2,7 @@
 //! them; QEMU's `docs/interop/qcow2.txt`).
 //!
 //! Many I/O workers call [`Qcow2::read_at`] and [`Qcow2::write_at`] at
-//! once. One lock guards the metadata ([`l2::Tables`]): a request takes it
+//! once. One lock guards the metadata (`l2::Tables`): a request takes it
 //! to look a cluster up and drops it for the data I/O when the cluster is
 //! already allocated and writable in place. A write that must allocate
 //! (or copy a partly written cluster from the backing file or zeros) runs
@@ -12,8 +12,12 @@
 //! Refused: encryption, external data files, extended L2 entries, zstd
 //! compression, unknown incompatible features; for writing also dirty
 //! (lazy refcounts) or corrupt images and internal snapshots. A write into
-//! a compressed cluster inflates it into a new cluster. Discard on version 3 marks whole clusters zero and
-//! punches the host range; on version 2 it is accepted and does nothing.
+//! a compressed cluster inflates it into a new cluster. Discard on
+//! version 3 marks whole clusters zero and punches the host range; on
+//! version 2 it is accepted and does nothing. Not done: QEMU's overlap
+//! checks against L2 tables and refcount blocks (we refuse data clusters
+//! past the end of the image or on the header, L1 or refcount table) and
+//! QEMU's image locking against a second process using the image.
 
 mod backing;
 pub mod header;

@@ -102,6 +102,11 @@ impl Refcounts {
         self.next_free << self.cluster_bits
     }
 
+    /// Host byte range of the refcount table.
+    pub fn table_range(&self) -> std::ops::Range<u64> {
+        self.table_offset..self.table_offset + self.table.len() as u64 * 8
+    }
+
     fn cs(&self) -> u64 {
         1 << self.cluster_bits
     }
