@@ -12,6 +12,7 @@
 //! Closing, wait up to [`REMOVE_TIMEOUT`] for the frontend to close, then
 //! release everything and remove the XenStore directories).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -238,6 +239,23 @@ struct Bus {
     consoles: Vec<ConsoleDevice>,
     vifs: Vec<NetDevice>,
     removals: Vec<Removal>,
+    /// Set while a [`Msg::Wake`] is queued (see [`coalescing_wake`]).
+    wake_pending: Arc<AtomicBool>,
+}
+
+/// The device thread's wake-up for watch events and fatal ring errors.
+/// At most one [`Msg::Wake`] is queued at a time: every guest write under
+/// its `device` directory fires the watch, and one queued message per
+/// write would let a guest that writes faster than the thread re-reads
+/// its devices grow the queue without bound (and delay hot-plug requests
+/// behind it). The thread clears `pending` before it re-reads, so an
+/// event after that queues a new wake.
+fn coalescing_wake(tx: Sender<Msg>, pending: Arc<AtomicBool>) -> Notify {
+    Arc::new(move || {
+        if !pending.swap(true, Ordering::SeqCst) {
+            let _ = tx.send(Msg::Wake);
+        }
+    })
 }
 
 impl Devices {
@@ -251,10 +269,8 @@ impl Devices {
         store: &xenstore::Engine,
     ) -> Result<Self, VmmError> {
         let (tx, rx) = mpsc::channel::<Msg>();
-        let wake_tx = tx.clone();
-        let wake: Notify = Arc::new(move || {
-            let _ = wake_tx.send(Msg::Wake);
-        });
+        let wake_pending = Arc::new(AtomicBool::new(false));
+        let wake = coalescing_wake(tx.clone(), wake_pending.clone());
         let env = RingEnv {
             mem,
             grants: domain.clone(),
@@ -272,6 +288,7 @@ impl Devices {
             consoles: Vec::new(),
             vifs: Vec::new(),
             removals: Vec::new(),
+            wake_pending,
         };
         let created = config
             .disks
@@ -334,6 +351,7 @@ impl Bus {
                 Err(mpsc::RecvTimeoutError::Timeout) => None,
                 Err(mpsc::RecvTimeoutError::Disconnected) => Some(Msg::Stop),
             };
+            self.wake_pending.store(false, Ordering::SeqCst);
             watch.drain();
             match msg {
                 Some(Msg::Stop) => break,
@@ -549,5 +567,28 @@ impl Bus {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_of_watch_events_queues_one_wake() {
+        let (tx, rx) = mpsc::channel();
+        let pending = Arc::new(AtomicBool::new(false));
+        let wake = coalescing_wake(tx, pending.clone());
+        for _ in 0..10_000 {
+            wake();
+        }
+        assert!(matches!(rx.try_recv(), Ok(Msg::Wake)));
+        assert!(rx.try_recv().is_err(), "one wake for the burst");
+        // The thread took it and re-reads: the next event wakes it again.
+        pending.store(false, Ordering::SeqCst);
+        wake();
+        wake();
+        assert!(matches!(rx.try_recv(), Ok(Msg::Wake)));
+        assert!(rx.try_recv().is_err());
     }
 }

@@ -643,12 +643,22 @@ mod tests {
         assert_eq!(live, kvm, "the VMM's slot table is KVM's");
         drop(table);
         for (gfn, (host, id)) in m.grant_aliases.read().expect("aliases").iter() {
-            let s = kvm.iter().find(|(i, _)| i == id).map(|(_, s)| (s.gpa, s.host));
-            assert_eq!(s, Some((gfn * PAGE_SIZE, *host)), "alias at {gfn:#x} owns its slot");
+            let s = kvm
+                .iter()
+                .find(|(i, _)| i == id)
+                .map(|(_, s)| (s.gpa, s.host));
+            assert_eq!(
+                s,
+                Some((gfn * PAGE_SIZE, *host)),
+                "alias at {gfn:#x} owns its slot"
+            );
         }
         for o in m.overlays.read().expect("overlays").iter() {
             if let Some((gfn, id)) = o.placed {
-                let s = kvm.iter().find(|(i, _)| *i == id).map(|(_, s)| (s.gpa, s.host));
+                let s = kvm
+                    .iter()
+                    .find(|(i, _)| *i == id)
+                    .map(|(_, s)| (s.gpa, s.host));
                 let want = (gfn * PAGE_SIZE, o.host.as_ptr() as u64);
                 assert_eq!(s, Some(want), "overlay at {gfn:#x} owns its slot");
             }

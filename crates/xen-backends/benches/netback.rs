@@ -93,12 +93,79 @@ fn tap_name(tag: &str) -> String {
     format!("xkb{tag}{}", std::process::id() % 100_000)
 }
 
-/// Result of one run: (frames per second, bytes per second).
-type Rate = (f64, f64);
+/// Result of one run.
+#[derive(Clone, Copy)]
+struct Rate {
+    /// Frames per second (wall clock).
+    pps: f64,
+    /// Frame bytes per second (wall clock).
+    bps: f64,
+    /// CPU time of the thread doing the work (the backend's TX or RX
+    /// thread; the direct writer or reader), in ns per frame.
+    cpu_ns: f64,
+}
 
-fn rate(n: u64, bytes: u64, start: Instant) -> Rate {
+fn rate(n: u64, bytes: u64, start: Instant, cpu: CpuClock) -> Rate {
     let s = start.elapsed().as_secs_f64();
-    (n as f64 / s, bytes as f64 / s)
+    Rate {
+        pps: n as f64 / s,
+        bps: bytes as f64 / s,
+        cpu_ns: cpu.elapsed_ns() as f64 / n.max(1) as f64,
+    }
+}
+
+/// A thread's run time so far (`/proc/.../schedstat`, in ns): on a loaded
+/// machine wall-clock rates mostly say how much of the CPUs the run got,
+/// while the CPU time per frame says what each frame costs.
+struct CpuClock {
+    path: String,
+    start: u64,
+}
+
+impl CpuClock {
+    /// The calling thread.
+    fn this_thread() -> Self {
+        Self::at("/proc/thread-self/schedstat".into())
+    }
+
+    /// This process's thread whose name starts with `prefix` (a new
+    /// thread names itself once it runs: wait for that).
+    fn thread_named(prefix: &str) -> Self {
+        for _ in 0..1000 {
+            let tid = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .flatten()
+                .find(|t| {
+                    std::fs::read_to_string(t.path().join("comm"))
+                        .is_ok_and(|c| c.starts_with(prefix))
+                });
+            if let Some(t) = tid {
+                let tid = t.file_name();
+                return Self::at(format!(
+                    "/proc/self/task/{}/schedstat",
+                    tid.to_string_lossy()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("no thread {prefix}*");
+    }
+
+    fn at(path: String) -> Self {
+        let start = Self::read(&path);
+        Self { path, start }
+    }
+
+    fn read(path: &str) -> u64 {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn elapsed_ns(&self) -> u64 {
+        Self::read(&self.path).saturating_sub(self.start)
+    }
 }
 
 /// The baseline: the same frames written straight to the same kind of TAP
@@ -119,6 +186,7 @@ fn tx_direct(ns: &str, f: &[u8], hdr: Option<VnetHdr>) -> Rate {
             iov_len: f.len(),
         },
     ];
+    let cpu = CpuClock::this_thread();
     let start = Instant::now();
     let mut n = 0u64;
     while start.elapsed() < run_time() {
@@ -127,7 +195,7 @@ fn tx_direct(ns: &str, f: &[u8], hdr: Option<VnetHdr>) -> Rate {
             n += 1;
         }
     }
-    rate(n, n * f.len() as u64, start)
+    rate(n, n * f.len() as u64, start, cpu)
 }
 
 /// A backend for a TAP in `ns`, connected to an in-process frontend with
@@ -236,28 +304,44 @@ fn tx_backend(ns: &str, f: &[u8], gso: Option<ExtraInfo>) -> Rate {
     fill(&mut tx);
     tx.push_requests();
     guest.evtchn.kick(5);
+    let cpu = CpuClock::thread_named("netback-tx");
     let start = Instant::now();
-    let mut n = 0u64;
+    let (mut n, mut failed) = (0u64, 0u64);
     while start.elapsed() < run_time() {
         let seen = guest.evtchn.notifications();
-        let done = tx.take_responses().len() as u64;
-        if done == 0 {
+        let rsps = tx.take_responses();
+        if rsps.is_empty() {
             guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
             continue;
         }
-        n += done;
+        // The ring's TX responses read as blkif ones: the status is bits
+        // 16..32 of the "id". Only frames the TAP took count (their data
+        // slots OKAY, the GSO extra's slot NULL).
+        let okay = rsps
+            .iter()
+            .filter(|&&(id, _, _)| {
+                let st = (id >> 16) as u16 as i16;
+                st == netif::NETIF_RSP_OKAY || st == netif::NETIF_RSP_NULL
+            })
+            .count() as u64;
+        failed += rsps.len() as u64 - okay;
+        n += okay;
         fill(&mut tx);
         if tx.push_requests() {
             guest.evtchn.kick(5);
         }
     }
+    if failed > 0 {
+        eprintln!("TX backend: {failed} slots not answered NETIF_RSP_OKAY");
+    }
     let frames = n / u64::from(slots_per_frame);
-    let r = rate(frames, frames * f.len() as u64, start);
+    let r = rate(frames, frames * f.len() as u64, start, cpu);
     dev.destroy();
     r
 }
 
-/// Sends `len`-byte frames into TAP `ifname` from inside `ns` until `stop`.
+/// Sends `len`-byte frames into TAP `ifname` from inside `ns` until `stop`
+/// (through an `AF_PACKET` socket, 64 per `sendmmsg`).
 fn generator(
     ns: &str,
     ifname: &str,
@@ -284,49 +368,64 @@ fn generator(
         sa.sll_halen = 6;
         let mut f = frame(len);
         f[0..6].copy_from_slice(&[0x00, 0x16, 0x3e, 0, 0, 1]);
+        // 64 frames per `sendmmsg`, so the generator outruns the readers.
+        let mut iov = libc::iovec {
+            iov_base: f.as_mut_ptr().cast(),
+            iov_len: f.len(),
+        };
+        // SAFETY: mmsghdr is plain data; zeroed is a valid value.
+        let mut msgs: Vec<libc::mmsghdr> = (0..64).map(|_| unsafe { std::mem::zeroed() }).collect();
+        for m in &mut msgs {
+            m.msg_hdr.msg_name = (&mut sa as *mut libc::sockaddr_ll).cast();
+            m.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as u32;
+            m.msg_hdr.msg_iov = &mut iov;
+            m.msg_hdr.msg_iovlen = 1;
+        }
         while !stop.load(Ordering::Relaxed) {
-            // SAFETY: `f` and `sa` outlive the call.
-            unsafe {
-                libc::sendto(
-                    fd,
-                    f.as_ptr().cast(),
-                    f.len(),
-                    0,
-                    (&sa as *const libc::sockaddr_ll).cast(),
-                    std::mem::size_of::<libc::sockaddr_ll>() as u32,
-                );
-            }
+            // SAFETY: the headers point at `sa`, `iov` and `f`, which
+            // outlive the call.
+            unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), msgs.len() as u32, 0) };
         }
         // SAFETY: our own descriptor.
         unsafe { libc::close(fd) };
     })
 }
 
+/// The baseline: the same frames read straight from the same kind of
+/// TAP, non-blocking, polling only when it is empty (as the backend).
 fn rx_direct(ns: &str, len: usize) -> Rate {
     let name = tap_name("r");
     let mut tap = open_tap_queues(&name, 1).unwrap().remove(0);
     into_netns(ns, &name);
+    // SAFETY: F_GETFL/F_SETFL on our own descriptor.
+    unsafe {
+        let fl = libc::fcntl(tap.as_raw_fd(), libc::F_GETFL);
+        assert!(libc::fcntl(tap.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK) >= 0);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let g = generator(ns, &name, len, stop.clone());
     let mut buf = vec![0u8; 65536];
+    let cpu = CpuClock::this_thread();
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
     while start.elapsed() < run_time() {
-        let mut pfd = libc::pollfd {
-            fd: tap.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
-            continue;
-        }
-        if let Ok(k) = tap.read(&mut buf) {
-            n += 1;
-            bytes += k.saturating_sub(offload::VNET_HDR_LEN) as u64;
+        match tap.read(&mut buf) {
+            Ok(k) => {
+                n += 1;
+                bytes += k.saturating_sub(offload::VNET_HDR_LEN) as u64;
+            }
+            Err(_) => {
+                let mut pfd = libc::pollfd {
+                    fd: tap.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 50) };
+            }
         }
     }
-    let r = rate(n, bytes, start);
+    let r = rate(n, bytes, start, cpu);
     stop.store(true, Ordering::Relaxed);
     g.join().unwrap();
     r
@@ -358,6 +457,7 @@ fn rx_backend(ns: &str, len: usize) -> Rate {
     let prod = guest.mem.atomic_u32(rx_base + 8).unwrap();
     let event = guest.mem.atomic_u32(rx_base + 12).unwrap();
     let mut cons = 0u32;
+    let cpu = CpuClock::thread_named("netback-rx");
     let start = Instant::now();
     let (mut n, mut bytes) = (0u64, 0u64);
     while start.elapsed() < run_time() {
@@ -390,7 +490,7 @@ fn rx_backend(ns: &str, len: usize) -> Rate {
             guest.evtchn.kick(5);
         }
     }
-    let r = rate(n, bytes, start);
+    let r = rate(n, bytes, start, cpu);
     stop.store(true, Ordering::Relaxed);
     g.join().unwrap();
     dev.destroy();
@@ -403,18 +503,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// One line of the table from `rounds` paired measurements: the medians,
-/// and the median of the per-round ratios (a round's backend and direct
+/// and the medians of the per-round ratios (a round's backend and direct
 /// runs are back to back, so the ratio sees the same load).
 fn row(what: &str, rounds: &[(Rate, Rate)]) {
     let med = |f: &dyn Fn(&(Rate, Rate)) -> f64| median(rounds.iter().map(f).collect());
     let mbit = 8.0 / 1e6;
     println!(
-        "| {what} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} % |",
-        med(&|r| r.0 .0) / 1e3,
-        med(&|r| r.1 .0) / 1e3,
-        med(&|r| r.0 .1) * mbit,
-        med(&|r| r.1 .1) * mbit,
-        100.0 * med(&|r| r.0 .1 / r.1 .1),
+        "| {what} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} | {:.0} % |",
+        med(&|r| r.0.pps) / 1e3,
+        med(&|r| r.1.pps) / 1e3,
+        med(&|r| r.0.bps) * mbit,
+        med(&|r| r.1.bps) * mbit,
+        100.0 * med(&|r| r.0.bps / r.1.bps),
+        med(&|r| r.0.cpu_ns),
+        med(&|r| r.1.cpu_ns),
+        100.0 * med(&|r| r.1.cpu_ns / r.0.cpu_ns),
     );
 }
 
@@ -436,10 +539,11 @@ fn measure(
                 (backend(), d)
             };
             eprintln!(
-                "{what} round {i}: backend {:.0} kpps, direct {:.0} kpps ({:.0} %)",
-                b.0 / 1e3,
-                d.0 / 1e3,
-                100.0 * b.1 / d.1
+                "{what} round {i}: backend {:.0} kpps {:.0} ns/frame, direct {:.0} kpps {:.0} ns/frame",
+                b.pps / 1e3,
+                b.cpu_ns,
+                d.pps / 1e3,
+                d.cpu_ns,
             );
             (b, d)
         })
@@ -454,8 +558,8 @@ fn main() {
     }
     // `NETBENCH_CASES=tx64,tx1514,txgso,rx64,rx1514` picks cases (default:
     // all); `NETBENCH_ROUNDS` paired rounds each (default 5).
-    let cases = std::env::var("NETBENCH_CASES")
-        .unwrap_or_else(|_| "tx64,tx1514,txgso,rx64,rx1514".into());
+    let cases =
+        std::env::var("NETBENCH_CASES").unwrap_or_else(|_| "tx64,tx1514,txgso,rx64,rx1514".into());
     let want = |c: &str| cases.split(',').any(|x| x == c);
     let rounds = env_num("NETBENCH_ROUNDS", 5.0).max(1.0) as usize;
     let ns = format!("xkvm-nbb-{}", std::process::id());
@@ -499,8 +603,11 @@ fn main() {
         }
     }
     println!("median of {rounds} rounds of {:?} each", run_time());
-    println!("| direction, frame | backend kpps | direct kpps | backend Mbit/s | direct Mbit/s | backend/direct |");
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| direction, frame | backend kpps | direct kpps | backend Mbit/s | direct Mbit/s \
+         | backend/direct | backend CPU ns/frame | direct CPU ns/frame | direct/backend CPU |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for (what, r) in &table {
         row(what, r);
     }

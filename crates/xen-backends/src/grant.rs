@@ -114,8 +114,10 @@ impl<'a> HostIoVec<'a> {
 
     /// Fills the range with `byte` (e.g. for an unallocated image cluster).
     pub fn fill(&self, byte: u8) {
-        // SAFETY: the range is valid for `'a` (see `new`); raw writes,
-        // no reference to memory the guest shares.
+        // SAFETY: the range is host memory of a page whose grant is held
+        // for `'a` (only `with_host_pages` makes these, from
+        // `GuestMemory::host_range`); raw writes, no reference to memory
+        // the guest shares.
         unsafe { std::ptr::write_bytes(self.iov.iov_base.cast::<u8>(), byte, self.len()) }
     }
 
@@ -152,8 +154,9 @@ impl<'a> HostIoVec<'a> {
     }
 }
 
-/// Persistent grants by reference: a flat table indexed by `gref` (a
-/// grant reference is below the frontend's table size, a few thousand),
+/// Persistent grants by reference: a flat table indexed by `gref` (only
+/// references that mapped are stored, so it is at most the frontend's
+/// grant table long: 32768 entries with libxl's 64 frames),
 /// so a lookup is one index under a shared lock instead of a hash probe
 /// under a mutex. Entries are only added while the connection runs and
 /// all removed at teardown ([`GrantSession::release_all`]), which takes

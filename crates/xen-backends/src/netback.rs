@@ -173,6 +173,26 @@ fn set_queue(tap: &File, flag: i16) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Makes a TAP queue's reads return `EAGAIN` instead of blocking, so the
+/// RX thread reads until the queue is empty and polls only then. Writes
+/// are unaffected in practice: a TAP's send buffer is unlimited
+/// (`INT_MAX`) unless `TUNSETSNDBUF` lowers it, so a write never waits.
+fn set_nonblocking(tap: &File) -> std::io::Result<()> {
+    // SAFETY: F_GETFL/F_SETFL on a descriptor we own; no memory passed.
+    let r = unsafe {
+        let fl = libc::fcntl(tap.as_raw_fd(), libc::F_GETFL);
+        if fl < 0 {
+            fl
+        } else {
+            libc::fcntl(tap.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK)
+        }
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 fn open_tap_flags(name: &str, flags: i16) -> std::io::Result<File> {
     let f = OpenOptions::new()
         .read(true)
@@ -484,6 +504,7 @@ impl NetDevice {
             conn.ports.push(p);
         }
         let tap = self.taps[q].clone();
+        set_nonblocking(&tap).map_err(|e| format!("queue {q}: O_NONBLOCK: {e}"))?;
         if q > 0 {
             set_queue(&tap, IFF_ATTACH_QUEUE).map_err(|e| format!("queue {q}: attach: {e}"))?;
             conn.attached = q + 1;

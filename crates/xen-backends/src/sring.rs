@@ -136,7 +136,7 @@ impl BackRing {
     pub fn take_request(&mut self) -> Result<Vec<u8>, RingError> {
         let mut buf = vec![0u8; self.entry as usize];
         let off = self.slot_off(self.req_cons);
-        let mem = self.mem.clone();
+        let mem = &self.mem;
         self.access(off, buf.len(), |gpa, at, n| {
             mem.read(gpa, &mut buf[at..at + n]).is_ok()
         })?;
@@ -173,7 +173,7 @@ impl BackRing {
     /// Writes a response into the next slot (not yet published).
     pub fn put_response(&mut self, bytes: &[u8]) -> Result<(), RingError> {
         let off = self.slot_off(self.rsp_prod_pvt);
-        let mem = self.mem.clone();
+        let mem = &self.mem;
         self.access(off, bytes.len(), |gpa, at, n| {
             mem.write(gpa, &bytes[at..at + n]).is_ok()
         })?;

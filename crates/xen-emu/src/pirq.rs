@@ -212,6 +212,12 @@ impl crate::Domain {
     /// the VMM must then not also raise the GSI on its interrupt
     /// controller. `false`: deliver it the normal way.
     pub fn deliver_gsi(&self, gsi: u32, level: bool) -> bool {
+        // Only the emulated GSIs can be routed to a PIRQ (map_pirq takes
+        // index < NR_HVM_IRQS); not tracking the others keeps `asserted`
+        // bounded whatever GSI numbers a device (or a test hook) drives.
+        if gsi >= NR_HVM_IRQS as u32 {
+            return false;
+        }
         let (pirq, rising) = {
             let mut t = self.pirq_table();
             let rising = if level {
@@ -256,5 +262,33 @@ impl crate::Domain {
         }
         self.send_pirq(pirq);
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::NR_HVM_IRQS;
+    use crate::testing::{FakeMemory, FakePlatform};
+
+    #[test]
+    fn gsis_past_the_emulated_ones_are_not_tracked() {
+        let mem = Arc::new(FakeMemory::new(1 << 20, 1));
+        let plat = Arc::new(FakePlatform::new(mem.clone()));
+        let cfg = crate::DomainConfig {
+            has_pirq: true,
+            ..crate::DomainConfig::default()
+        };
+        let d = crate::Domain::new(cfg, mem, plat);
+        for gsi in (0..20_000u32).map(|i| 1000 + i) {
+            assert!(!d.deliver_gsi(gsi, true), "GSI {gsi}: the normal way");
+        }
+        assert!(d.deliver_gsi(5, true) == d.pirq_table().gsi_pirq(5).is_some());
+        let tracked = d.pirq_table().asserted.len();
+        assert!(
+            tracked <= NR_HVM_IRQS as usize,
+            "{tracked} GSIs tracked as asserted"
+        );
     }
 }

@@ -10,6 +10,20 @@ use xl_config::{Action, DomainConfig, DomainType, TypeInfo};
 pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmConfig> {
     let c = &config.c_info;
     let b = &config.b_info;
+    if c.type_ == DomainType::Pv {
+        // KVM has no PV mode. Xen's answer for PV kernels without PV
+        // hardware support is the PV shim, which xl only reads for
+        // `type = "pvh"` (xl_parse.c), so a `pvshim` line here is ignored
+        // exactly as xl ignores it.
+        bail!(
+            "{}: type \"pv\" needs Xen's PV mode, which KVM cannot provide; \
+             boot this PV kernel through Xen's PV shim instead: set \
+             type = \"pvh\" and pvshim = 1 (xl reads pvshim only for type \"pvh\"; \
+             pvshim_path defaults to {})",
+            c.name,
+            xl_config::defaults::PVSHIM_PATH
+        );
+    }
     if c.type_ != DomainType::Pvh {
         bail!(
             "{}: type \"{}\" guests are not supported yet; only type = \"pvh\" boots",
@@ -278,6 +292,17 @@ mod tests {
         assert_eq!(vm.cmdline, "pv-shim console=xen,pv loglvl=all");
         assert_eq!(vm.modules[0].path, std::path::PathBuf::from("/pv"));
         assert_eq!(vm.modules[0].cmdline, "root=/dev/xvda");
+    }
+
+    #[test]
+    fn type_pv_is_refused_with_the_pvshim_way_to_boot_it() {
+        // xl ignores pvshim for type "pv", so the line changes nothing.
+        for extra in ["", "pvshim=1\n"] {
+            let cfg = parsed(&format!("type='pv'\nname='g'\nkernel='/pv'\n{extra}"));
+            let err = vm_config(&cfg, 1).expect_err("type pv is refused");
+            let msg = format!("{err:#}");
+            assert!(msg.contains("type = \"pvh\" and pvshim = 1"), "{msg}");
+        }
     }
 
     #[test]

@@ -258,9 +258,25 @@ fn network_attach(t: &Target<'_>, args: &[String]) -> Result<Value, String> {
 
 /// The vif's MAC as its backend advertises it.
 fn vif_mac(t: &Target<'_>, devid: i64) -> Option<[u8; 6]> {
-    let fe = format!("/local/domain/{}/device/vif/{devid}", t.domid);
-    let be = node_str(t.store, &format!("{fe}/backend"))?;
-    parse_mac(&node_str(t.store, &format!("{be}/mac"))?)
+    vif_mac_in(t.store, t.domid, devid)
+}
+
+/// [`vif_mac`] on `store`. The frontend's `backend` node is the guest's to
+/// write, so it is followed only when it names this device's own backend
+/// directory: the toolstack never reads (nor picks a device to detach by)
+/// a node the guest chose.
+fn vif_mac_in(store: &xenstore::Engine, domid: u32, devid: i64) -> Option<[u8; 6]> {
+    let fe = format!("/local/domain/{domid}/device/vif/{devid}");
+    let be = node_str(store, &format!("{fe}/backend"))?;
+    let tail = be
+        .strip_prefix("/local/domain/")?
+        .split_once('/')
+        .filter(|(b, _)| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit()))?
+        .1;
+    if tail != format!("backend/vif/{domid}/{devid}") {
+        return None;
+    }
+    parse_mac(&node_str(store, &format!("{be}/mac"))?)
 }
 
 fn network_detach(t: &Target<'_>, arg: &str) -> Result<Value, String> {
@@ -374,6 +390,28 @@ mod tests {
         assert_eq!(find_disk(&disks, "d0p0"), Some((0, 51712)));
         assert_eq!(find_disk(&disks, "xvdc"), None);
         assert_eq!(find_disk(&disks, "floppy"), None);
+    }
+
+    #[test]
+    fn a_vif_mac_is_read_only_from_its_own_backend_directory() {
+        let xs = xenstore::Engine::default();
+        let put = |p: &str, v: &str| xs.write(p, v.as_bytes()).expect("write");
+        let own = "/local/domain/0/backend/vif/3/0";
+        put(&format!("{own}/mac"), "00:16:3e:00:00:01");
+        put("/local/domain/3/device/vif/0/backend", own);
+        assert_eq!(vif_mac_in(&xs, 3, 0), Some([0, 0x16, 0x3e, 0, 0, 1]));
+        // The guest points its frontend somewhere else: not followed.
+        put("/local/domain/0/backend/vif/3/1/mac", "00:16:3e:00:00:02");
+        put("/tool/decoy/mac", "00:16:3e:00:00:03");
+        for decoy in [
+            "/local/domain/0/backend/vif/3/1",
+            "/tool/decoy",
+            "/local/domain/0/backend/vif/3/0/../1",
+            "/local/domain//backend/vif/3/0",
+        ] {
+            put("/local/domain/3/device/vif/0/backend", decoy);
+            assert_eq!(vif_mac_in(&xs, 3, 0), None, "{decoy}");
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! with one iovec per segment, while the grants are held), or through a
 //! bounce buffer and grant copies where guest memory has no host
 //! pointers, `fdatasync` for flushes and barriers, and
-//! hole punching for discards. Called from the ring thread (small reads
-//! the page cache can serve without blocking) and from the I/O workers.
+//! hole punching for discards. Called from the ring thread (reads the
+//! page cache can serve without blocking) and from the I/O workers.
 
 use std::sync::Arc;
 
@@ -21,8 +21,8 @@ use super::disk::DiskImage;
 /// and the grant copies that empty it.
 const READ_CHUNK: u64 = 128 << 10;
 
-/// Per-thread storage reused from request to request (allocations per
-/// request cost more than a cached 4 KiB read).
+/// Per-thread storage reused from request to request, so a request
+/// allocates no segment list or iovec array of its own.
 #[derive(Default)]
 pub(super) struct Scratch {
     /// The bounce buffer, where guest memory has no host pointers.

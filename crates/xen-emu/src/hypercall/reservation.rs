@@ -171,14 +171,19 @@ fn decrease(c: &mut Call<'_>, gfn: u64, pages: u64) -> bool {
         return false;
     };
     for g in gfn..end {
-        if !is_ram(c, g) || c.d.state().ballooned.contains(&g) {
+        if !is_ram(c, g) {
+            return false;
+        }
+        // Claim the frame under one lock hold: of two vCPUs giving back
+        // the same frame only one counts it out.
+        if !c.d.state().ballooned.insert(g) {
             return false;
         }
         if !zero_page(c, g) {
+            c.d.state().ballooned.remove(&g);
             return false;
         }
         let mut st = c.d.state();
-        st.ballooned.insert(g);
         st.tot_pages = st.tot_pages.saturating_sub(1);
     }
     true
