@@ -164,7 +164,7 @@ static __attribute__((unused)) uint32_t xs_req(uint32_t type, const char *a, con
     return xs_request(type, a, b, 0);
 }
 
-static char *cat(char *dst, const char *a, const char *b)
+static __attribute__((unused)) char *cat(char *dst, const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     memcpy(dst, a, la);
