@@ -318,7 +318,14 @@ pub enum Event {
     Kick(u32),
     VcpuUp(u32, Option<crate::platform::VcpuStart>),
     VcpuDown(u32),
+    /// [`Platform::map_grant_page`]: (gfn, frame).
+    GrantMap(u64, Gpa),
+    /// [`Platform::unmap_grant_page`]: gfn.
+    GrantUnmap(u64),
 }
+
+/// Run once from inside a [`Platform`] call (to interleave another vCPU).
+pub type Hook = Box<dyn FnOnce() + Send>;
 
 /// A platform that records every request; special pages go to a
 /// [`FakeMemory`].
@@ -331,6 +338,11 @@ pub struct FakePlatform {
     pub max_gfn: u64,
     /// Whether [`Platform::vcpu_up`] succeeds.
     pub can_start_vcpus: bool,
+    /// Whether [`Platform::map_grant_page`] succeeds (else it refuses, as
+    /// the trait's default does).
+    pub can_map_grants: bool,
+    /// Run (once) inside the next [`Platform::unmap_grant_page`].
+    pub on_unmap_grant: Mutex<Option<Hook>>,
 }
 
 impl FakePlatform {
@@ -342,6 +354,8 @@ impl FakePlatform {
             now_ns: AtomicU64::new(1_000_000),
             max_gfn: 1 << 36,
             can_start_vcpus: true,
+            can_map_grants: false,
+            on_unmap_grant: Mutex::new(None),
         }
     }
 
@@ -410,5 +424,23 @@ impl Platform for FakePlatform {
     }
     fn vcpu_down(&self, vcpu: u32) {
         self.push(Event::VcpuDown(vcpu));
+    }
+    fn map_grant_page(&self, gfn: u64, frame: Gpa) -> Result<(), MapError> {
+        if !self.can_map_grants {
+            return Err(MapError::BadGfn(gfn));
+        }
+        self.push(Event::GrantMap(gfn, frame));
+        Ok(())
+    }
+    fn unmap_grant_page(&self, gfn: u64) {
+        self.push(Event::GrantUnmap(gfn));
+        let hook = self
+            .on_unmap_grant
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
     }
 }

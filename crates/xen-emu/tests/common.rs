@@ -4,7 +4,13 @@
 
 use std::sync::Arc;
 
-use xen_abi::memory::{E820Entry, E820_RAM, E820_RESERVED};
+use xen_abi::grant_table::{GrantEntryV1, GNTTABOP_MAP_GRANT_REF, GNTTABOP_UNMAP_GRANT_REF};
+use xen_abi::memory::{
+    E820Entry, XenAddToPhysmap, E820_RAM, E820_RESERVED, XENMAPSPACE_GRANT_TABLE,
+    XENMEM_ADD_TO_PHYSMAP,
+};
+use xen_abi::xen::{HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_MEMORY_OP};
+use xen_abi::DOMID_SELF;
 use xen_emu::guest::GuestMode;
 use xen_emu::testing::{FakeMemory, FakePlatform, FakeVcpu};
 use xen_emu::{Domain, DomainConfig};
@@ -19,6 +25,8 @@ pub const BUF: u64 = 0x2000;
 pub const UNMAPPED: u64 = 0x8000_0000;
 /// A guest-physical address beyond RAM (translates, but nothing is there).
 pub const BEYOND_RAM: u64 = RAM + 0x10_0000;
+/// Where [`map_grant_frame`] puts grant frame 0.
+pub const GT_GFN: u64 = 0x7000;
 
 pub struct H {
     pub mem: Arc<FakeMemory>,
@@ -147,4 +155,96 @@ where
     t.mem.put(ARG, op);
     let r = t.call(xen_abi::xen::HYPERVISOR_EVENT_CHANNEL_OP, &[cmd, ARG]);
     (r, t.mem.get(ARG))
+}
+
+/// Maps grant frame 0 at [`GT_GFN`] (`XENMEM_add_to_physmap`).
+pub fn map_grant_frame(t: &mut H) {
+    t.mem.put(
+        ARG,
+        &XenAddToPhysmap {
+            domid: DOMID_SELF,
+            size: 0,
+            space: XENMAPSPACE_GRANT_TABLE,
+            idx: 0,
+            gpfn: GT_GFN,
+        },
+    );
+    assert_eq!(
+        t.call(HYPERVISOR_MEMORY_OP, &[XENMEM_ADD_TO_PHYSMAP, ARG]),
+        0
+    );
+}
+
+/// Writes grant entry `gref` (v1) in the frame at [`GT_GFN`].
+pub fn grant(t: &H, gref: u32, flags: u16, domid: u16, frame: u64) {
+    t.mem.put(
+        (GT_GFN << 12) + 8 * u64::from(gref),
+        &GrantEntryV1 {
+            flags,
+            domid,
+            frame: frame as u32,
+        },
+    );
+}
+
+/// The flags of grant entry `gref`.
+pub fn grant_flags(t: &H, gref: u32) -> u16 {
+    t.mem
+        .get::<GrantEntryV1>((GT_GFN << 12) + 8 * u64::from(gref))
+        .flags
+}
+
+impl H {
+    /// One `GNTTABOP_map_grant_ref` op of the guest's own; returns
+    /// (status, handle, dev_bus_addr). The handle reads 0xabcd when the op
+    /// left it alone.
+    pub fn map_own(&mut self, host: u64, flags: u32, gref: u32, dom: u16) -> (i16, u32, u64) {
+        let mut raw = [0u8; 32];
+        raw[0..8].copy_from_slice(&host.to_le_bytes());
+        raw[8..12].copy_from_slice(&flags.to_le_bytes());
+        raw[12..16].copy_from_slice(&gref.to_le_bytes());
+        raw[16..18].copy_from_slice(&dom.to_le_bytes());
+        raw[18..20].copy_from_slice(&99i16.to_le_bytes());
+        raw[20..24].copy_from_slice(&0xabcdu32.to_le_bytes());
+        self.mem.put(ARG, &raw);
+        assert_eq!(
+            self.call(HYPERVISOR_GRANT_TABLE_OP, &[GNTTABOP_MAP_GRANT_REF, ARG, 1]),
+            0
+        );
+        let out: [u8; 32] = self.mem.get(ARG);
+        (
+            i16::from_le_bytes([out[18], out[19]]),
+            u32::from_le_bytes(out[20..24].try_into().unwrap()),
+            u64::from_le_bytes(out[24..32].try_into().unwrap()),
+        )
+    }
+
+    /// One `GNTTABOP_unmap_grant_ref` op at [`ARG`]; its status.
+    pub fn unmap_own(&mut self, host: u64, dev: u64, handle: u32) -> i16 {
+        unmap_own_on(&self.d, &self.mem, &mut self.v, ARG, host, dev, handle)
+    }
+}
+
+/// One `GNTTABOP_unmap_grant_ref` op in the native layout (24 bytes) at
+/// `at`, by vCPU `v`; its status.
+pub fn unmap_own_on(
+    d: &Domain,
+    mem: &FakeMemory,
+    v: &mut FakeVcpu,
+    at: u64,
+    host: u64,
+    dev: u64,
+    handle: u32,
+) -> i16 {
+    let mut raw = [0u8; 24];
+    raw[0..8].copy_from_slice(&host.to_le_bytes());
+    raw[8..16].copy_from_slice(&dev.to_le_bytes());
+    raw[16..20].copy_from_slice(&handle.to_le_bytes());
+    raw[20..22].copy_from_slice(&99i16.to_le_bytes());
+    mem.put(at, &raw);
+    let mut a = [0u64; 5];
+    a[..3].copy_from_slice(&[GNTTABOP_UNMAP_GRANT_REF, at, 1]);
+    assert_eq!(d.hypercall(v, HYPERVISOR_GRANT_TABLE_OP, a), 0);
+    let out: [u8; 24] = mem.get(at);
+    i16::from_le_bytes([out[20], out[21]])
 }

@@ -170,11 +170,13 @@ fn block_with_interrupts_off_ignores_a_pending_upcall_until_the_next_event() {
     // LAPIC interrupt would be).
     t.v.interrupts = false;
     let d = t.d.clone();
+    // Before the spawn: the waker's 50 ms start there, and a loaded
+    // machine may not run this thread again for a while.
+    let t0 = Instant::now();
     let waker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         d.wake_vcpu(0);
     });
-    let t0 = Instant::now();
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
     assert!(
         t0.elapsed() >= Duration::from_millis(40),
@@ -189,11 +191,13 @@ fn block_with_interrupts_off_ignores_a_pending_upcall_until_the_next_event() {
     si.evtchn_pending = [0; 64];
     t.mem.put(SHINFO, &si);
     let d = t.d.clone();
+    // Before the spawn: the waker's 50 ms start there, and a loaded
+    // machine may not run this thread again for a while.
+    let t0 = Instant::now();
     let waker = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         d.backend_send(port.0).unwrap();
     });
-    let t0 = Instant::now();
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
     assert!(
         t0.elapsed() >= Duration::from_millis(40),
@@ -226,8 +230,10 @@ fn block_wakes_on_virq_timer() {
     map_shinfo(&mut t);
     bind_timer(&mut t, 0);
     let n = now(&t);
-    assert_eq!(singleshot(&mut t, 0, n + 20_000_000, 0), 0);
+    // Before arming: the deadline is 20 ms from the arm, and a loaded
+    // machine may not run this thread again for a while.
     let t0 = Instant::now();
+    assert_eq!(singleshot(&mut t, 0, n + 20_000_000, 0), 0);
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
     let e = t0.elapsed();
     assert!(

@@ -6,56 +6,29 @@ mod common;
 
 use common::*;
 use xen_abi::grant_table::*;
-use xen_abi::memory::*;
-use xen_abi::xen::HYPERVISOR_MEMORY_OP as MO;
 use xen_abi::DOMID_SELF;
 use xen_emu::{CopyEnd, GrantError};
 
-/// Grant frame 0 lives at this guest frame in these tests.
-const GT_GFN: u64 = 0x7000;
 /// A data page the guest grants.
 const DATA_GFN: u64 = 0x100;
 
+/// A domain with grant frame 0 mapped at [`GT_GFN`].
 fn setup() -> H {
     let mut t = h();
-    t.mem.put(
-        ARG,
-        &XenAddToPhysmap {
-            domid: DOMID_SELF,
-            size: 0,
-            space: XENMAPSPACE_GRANT_TABLE,
-            idx: 0,
-            gpfn: GT_GFN,
-        },
-    );
-    assert_eq!(t.call(MO, &[XENMEM_ADD_TO_PHYSMAP, ARG]), 0);
+    map_grant_frame(&mut t);
     t
-}
-
-fn grant(t: &H, gref: u32, flags: u16, domid: u16, frame: u32) {
-    t.mem.put(
-        (GT_GFN << 12) + 8 * u64::from(gref),
-        &GrantEntryV1 {
-            flags,
-            domid,
-            frame,
-        },
-    );
-}
-
-fn flags(t: &H, gref: u32) -> u16 {
-    t.mem
-        .get::<GrantEntryV1>((GT_GFN << 12) + 8 * u64::from(gref))
-        .flags
 }
 
 #[test]
 fn map_sets_reading_and_writing_and_unmap_clears_them() {
     let t = setup();
-    grant(&t, 8, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
+    grant(&t, 8, GTF_PERMIT_ACCESS, 0, DATA_GFN);
     let m = t.d.grant_map(8, true).unwrap();
     assert_eq!(m.frame, DATA_GFN << 12);
-    assert_eq!(flags(&t, 8), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+    assert_eq!(
+        grant_flags(&t, 8),
+        GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING
+    );
     t.d.grant_write(m.handle, 16, b"hello").unwrap();
     let mut buf = [0u8; 5];
     t.d.grant_read(m.handle, 16, &mut buf).unwrap();
@@ -64,7 +37,7 @@ fn map_sets_reading_and_writing_and_unmap_clears_them() {
     xen_emu::guest::GuestMemory::read(&*t.mem, (DATA_GFN << 12) + 16, &mut direct).unwrap();
     assert_eq!(&direct, b"hello");
     t.d.grant_unmap(m.handle).unwrap();
-    assert_eq!(flags(&t, 8), GTF_PERMIT_ACCESS);
+    assert_eq!(grant_flags(&t, 8), GTF_PERMIT_ACCESS);
     assert_eq!(
         t.d.grant_unmap(m.handle).unwrap_err().status(),
         GNTST_BAD_HANDLE
@@ -74,24 +47,27 @@ fn map_sets_reading_and_writing_and_unmap_clears_them() {
 #[test]
 fn two_mappings_keep_flags_until_the_last_unmap() {
     let t = setup();
-    grant(&t, 9, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
+    grant(&t, 9, GTF_PERMIT_ACCESS, 0, DATA_GFN);
     let r = t.d.grant_map(9, false).unwrap();
-    assert_eq!(flags(&t, 9), GTF_PERMIT_ACCESS | GTF_READING);
+    assert_eq!(grant_flags(&t, 9), GTF_PERMIT_ACCESS | GTF_READING);
     let w = t.d.grant_map(9, true).unwrap();
-    assert_eq!(flags(&t, 9), GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING);
+    assert_eq!(
+        grant_flags(&t, 9),
+        GTF_PERMIT_ACCESS | GTF_READING | GTF_WRITING
+    );
     t.d.grant_unmap(w.handle).unwrap();
-    assert_eq!(flags(&t, 9), GTF_PERMIT_ACCESS | GTF_READING);
+    assert_eq!(grant_flags(&t, 9), GTF_PERMIT_ACCESS | GTF_READING);
     t.d.grant_unmap(r.handle).unwrap();
-    assert_eq!(flags(&t, 9), GTF_PERMIT_ACCESS);
+    assert_eq!(grant_flags(&t, 9), GTF_PERMIT_ACCESS);
 }
 
 #[test]
 fn readonly_grant_refuses_write_map_and_write() {
     let t = setup();
-    grant(&t, 10, GTF_PERMIT_ACCESS | GTF_READONLY, 0, DATA_GFN as u32);
+    grant(&t, 10, GTF_PERMIT_ACCESS | GTF_READONLY, 0, DATA_GFN);
     let e = t.d.grant_map(10, true).unwrap_err();
     assert_eq!(e.status(), GNTST_GENERAL_ERROR);
-    assert_eq!(flags(&t, 10), GTF_PERMIT_ACCESS | GTF_READONLY);
+    assert_eq!(grant_flags(&t, 10), GTF_PERMIT_ACCESS | GTF_READONLY);
     let m = t.d.grant_map(10, false).unwrap();
     assert_eq!(
         t.d.grant_write(m.handle, 0, b"x").unwrap_err().status(),
@@ -123,15 +99,15 @@ fn bad_entries_get_xen_status_codes() {
     );
     assert_eq!(GrantError::BadGntref(512).status(), GNTST_BAD_GNTREF);
     // Invalid entry, wrong domid, transfer type.
-    grant(&t, 11, GTF_INVALID, 0, DATA_GFN as u32);
-    grant(&t, 12, GTF_PERMIT_ACCESS, 7, DATA_GFN as u32);
-    grant(&t, 13, GTF_ACCEPT_TRANSFER, 0, DATA_GFN as u32);
+    grant(&t, 11, GTF_INVALID, 0, DATA_GFN);
+    grant(&t, 12, GTF_PERMIT_ACCESS, 7, DATA_GFN);
+    grant(&t, 13, GTF_ACCEPT_TRANSFER, 0, DATA_GFN);
     for gref in 11..=13 {
         assert_eq!(
             t.d.grant_map(gref, false).unwrap_err().status(),
             GNTST_GENERAL_ERROR
         );
-        assert_eq!(flags(&t, gref) & (GTF_READING | GTF_WRITING), 0);
+        assert_eq!(grant_flags(&t, gref) & (GTF_READING | GTF_WRITING), 0);
     }
     // Frame outside guest memory.
     grant(&t, 14, GTF_PERMIT_ACCESS, 0, 0x0008_0000);
@@ -139,9 +115,9 @@ fn bad_entries_get_xen_status_codes() {
         t.d.grant_map(14, false).unwrap_err().status(),
         GNTST_BAD_PAGE
     );
-    assert_eq!(flags(&t, 14), GTF_PERMIT_ACCESS);
+    assert_eq!(grant_flags(&t, 14), GTF_PERMIT_ACCESS);
     // Access past the page.
-    grant(&t, 15, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
+    grant(&t, 15, GTF_PERMIT_ACCESS, 0, DATA_GFN);
     let m = t.d.grant_map(15, false).unwrap();
     let mut buf = [0u8; 8];
     assert_eq!(
@@ -191,8 +167,8 @@ fn entries_of_a_frame_the_guest_never_mapped_are_not_granted() {
 #[test]
 fn copy_both_directions_pins_only_during_the_copy() {
     let t = setup();
-    grant(&t, 20, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
-    grant(&t, 21, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32 + 1);
+    grant(&t, 20, GTF_PERMIT_ACCESS, 0, DATA_GFN);
+    grant(&t, 21, GTF_PERMIT_ACCESS, 0, DATA_GFN + 1);
     t.d.grant_copy_to_guest(
         CopyEnd::Grant {
             gref: 20,
@@ -201,7 +177,7 @@ fn copy_both_directions_pins_only_during_the_copy() {
         b"abcdef",
     )
     .unwrap();
-    assert_eq!(flags(&t, 20), GTF_PERMIT_ACCESS);
+    assert_eq!(grant_flags(&t, 20), GTF_PERMIT_ACCESS);
     let mut buf = [0u8; 6];
     t.d.grant_copy_from_guest(
         CopyEnd::Grant {
@@ -233,7 +209,7 @@ fn copy_both_directions_pins_only_during_the_copy() {
     )
     .unwrap();
     assert_eq!(&buf, b"abcdef");
-    assert_eq!(flags(&t, 21), GTF_PERMIT_ACCESS);
+    assert_eq!(grant_flags(&t, 21), GTF_PERMIT_ACCESS);
     // A copy while a mapping is held leaves the mapping's flags alone.
     let m = t.d.grant_map(20, false).unwrap();
     t.d.grant_copy_from_guest(
@@ -244,7 +220,7 @@ fn copy_both_directions_pins_only_during_the_copy() {
         &mut buf,
     )
     .unwrap();
-    assert_eq!(flags(&t, 20), GTF_PERMIT_ACCESS | GTF_READING);
+    assert_eq!(grant_flags(&t, 20), GTF_PERMIT_ACCESS | GTF_READING);
     t.d.grant_unmap(m.handle).unwrap();
     // Bad arguments.
     assert_eq!(
@@ -278,7 +254,7 @@ fn guest_ending_access_is_refused_while_mapped() {
     // The guest's gnttab_end_foreign_access: cmpxchg flags → 0 only if
     // neither GTF_reading nor GTF_writing is set.
     let t = setup();
-    grant(&t, 30, GTF_PERMIT_ACCESS, 0, DATA_GFN as u32);
+    grant(&t, 30, GTF_PERMIT_ACCESS, 0, DATA_GFN);
     let m = t.d.grant_map(30, false).unwrap();
     let word = xen_emu::guest::GuestMemory::atomic_u16(&*t.mem, (GT_GFN << 12) + 8 * 30).unwrap();
     let cur = word.load(std::sync::atomic::Ordering::SeqCst);

@@ -96,11 +96,12 @@ fn block_returns_when_backend_sends() {
     assert_eq!(t.call(xen_abi::xen::HYPERVISOR_MEMORY_OP, &[7, ARG]), 0);
     let port = t.d.create_backend_channel(Arc::new(|_| {})).unwrap();
     let d = t.d.clone();
+    // Before the spawn: the sender's 50 ms start there.
+    let start = Instant::now();
     let sender = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));
         d.backend_send(port.0).unwrap();
     });
-    let start = Instant::now();
     assert_eq!(t.call(SO, &[SCHEDOP_BLOCK, 0]), 0);
     assert!(start.elapsed() >= Duration::from_millis(40));
     sender.join().unwrap();
