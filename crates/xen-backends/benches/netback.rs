@@ -2,16 +2,25 @@
 //! device's raw rate. Needs root (TAP devices and a network namespace to
 //! keep the host's own stack out of it); prints why it skips otherwise.
 //! Run: `cargo bench -p xen-backends --bench netback`. Results are printed,
-//! never asserted; see docs/backends.md.
+//! never asserted; see docs/backends.md. `NETBENCH_CASES` (comma list of
+//! `tx64,tx1514,txgso,rx64,rx1514`), `NETBENCH_ROUNDS` (default 5) and
+//! `NETBENCH_SECS` (default 2) pick what runs.
 //!
 //! * TX (guest → host): an in-process netfront keeps the TX ring full; the
-//!   baseline writes the same frames to a TAP from one thread. Frames are
-//!   64 B, 1514 B, and 64 KiB TCP GSO frames (17 slots, `gso_size` 1448),
-//!   which the baseline writes with the same `virtio_net_hdr`.
+//!   baseline writes the same frames to the same kind of TAP (multi-queue,
+//!   `IFF_VNET_HDR`) from one thread, one `writev` of header + frame each.
+//!   Frames are 64 B, 1514 B, and 64 KiB TCP GSO frames (17 slots,
+//!   `gso_size` 1448), which the baseline writes with the same
+//!   `virtio_net_hdr`. Only frames answered `NETIF_RSP_OKAY` count.
 //! * RX (host → guest): a thread in the namespace sends frames into the
 //!   TAP through an `AF_PACKET` socket as fast as it can; the in-process
 //!   netfront keeps 256 RX buffers posted and counts what arrives; the
-//!   baseline reads the same TAP directly.
+//!   baseline reads the same kind of TAP directly (non-blocking, polling
+//!   when empty, as the backend).
+//!
+//! Each case runs paired rounds (backend and baseline back to back) and
+//! prints medians, with the CPU time per frame of the working thread: on
+//! a loaded machine that, not the wall-clock rate, is the comparable cost.
 
 #![allow(clippy::unwrap_used)]
 

@@ -1,11 +1,12 @@
 //! Guest → host: the TX ring's frames to the TAP (slots, extra info,
 //! checksum completion, GSO headers, `rate=`).
 //!
-//! Frames of at least [`DIRECT_MIN`] bytes go to the TAP in one `writev`
-//! whose iovecs point straight into the granted pages (held for the
-//! call, as a grant copy would hold them); only what the backend must
-//! change is copied: a GSO frame's headers (the pseudo-header sum), a
-//! `NETTXF_csum_blank` frame (its checksum is computed over the copy).
+//! GSO frames and frames of at least [`DIRECT_MIN`] bytes go to the TAP
+//! in one `writev` whose iovecs point straight into the granted pages
+//! (held for the call, as a grant copy would hold them); only what the
+//! backend must change is copied: a GSO frame's first [`HEAD`] bytes (for
+//! the pseudo-header sum), a `NETTXF_csum_blank` frame (its checksum is
+//! computed over the copy), and short frames, for which a copy is cheaper.
 //! Responses are pushed every [`PUSH_EVERY`] frames so the frontend can
 //! refill the ring while the rest are written.
 
