@@ -22,7 +22,7 @@ use xenstore::Engine;
 use crate::blkback::conn::RingEnv;
 use crate::evtchn::Notify;
 use crate::grant::GrantSession;
-use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
+use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusDevice, XenbusState};
 
 /// Where a console's bytes go on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,11 +146,9 @@ fn open_pty() -> std::io::Result<(File, String)> {
 
 /// One console device.
 pub struct ConsoleDevice {
-    store: Engine,
+    bus: XenbusDevice,
     env: RingEnv,
     spec: ConsoleSpec,
-    paths: DevicePaths,
-    state: XenbusState,
     host: Option<Arc<Host>>,
     input_rx: Option<Arc<Mutex<Receiver<Vec<u8>>>>>,
     conn: Option<ConsoleConn>,
@@ -249,11 +247,13 @@ impl ConsoleDevice {
         xenbus::add_device(store, &paths, &front, &back).map_err(|e| e.to_string())?;
         xenbus::set_backend_state(store, &paths, XenbusState::InitWait);
         Ok(Self {
-            store: store.clone(),
+            bus: XenbusDevice {
+                store: store.clone(),
+                paths,
+                state: XenbusState::InitWait,
+            },
             env,
             spec,
-            paths,
-            state: XenbusState::InitWait,
             host: Some(Arc::new(host)),
             input_rx: Some(Arc::new(Mutex::new(input_rx))),
             conn: None,
@@ -261,16 +261,17 @@ impl ConsoleDevice {
     }
 
     pub fn paths(&self) -> &DevicePaths {
-        &self.paths
+        &self.bus.paths
     }
 
     pub fn state(&self) -> XenbusState {
-        self.state
+        self.bus.state
     }
 
     /// The pty's path, if the host end is a pty.
     pub fn tty(&self) -> Option<String> {
-        xenbus::read_str(&self.store, &self.paths.backend_key("tty")).filter(|s| !s.is_empty())
+        xenbus::read_str(&self.bus.store, &self.bus.paths.backend_key("tty"))
+            .filter(|s| !s.is_empty())
     }
 
     /// The xenbus handshake ([`xenbus::frontend_changed`]); call on every
@@ -280,7 +281,7 @@ impl ConsoleDevice {
     }
 
     fn read_num(&self, key: &str) -> Result<u32, String> {
-        xenbus::read_str(&self.store, &self.paths.frontend_key(key))
+        xenbus::read_str(&self.bus.store, &self.bus.paths.frontend_key(key))
             .ok_or_else(|| format!("frontend did not write {key}"))?
             .parse()
             .map_err(|_| format!("frontend's {key} is not a number"))
@@ -375,7 +376,7 @@ impl ConsoleDevice {
         if let (HostEnd::Socket(p), Some(_)) = (&self.spec.host, self.host.take()) {
             let _ = std::fs::remove_file(p);
         }
-        xenbus::remove_device(&self.store, &self.paths);
+        xenbus::remove_device(&self.bus.store, &self.bus.paths);
     }
 }
 
@@ -448,17 +449,11 @@ fn spawn_acceptor(l: UnixListener, client: Arc<Mutex<Option<UnixStream>>>, tx: S
 
 impl xenbus::XenbusBackend for ConsoleDevice {
     const CONNECT_ON_INITIALISED: bool = true;
-    fn store(&self) -> &Engine {
-        &self.store
+    fn xenbus(&self) -> &XenbusDevice {
+        &self.bus
     }
-    fn paths(&self) -> &DevicePaths {
-        &self.paths
-    }
-    fn backend_state(&self) -> XenbusState {
-        self.state
-    }
-    fn record_state(&mut self, s: XenbusState) {
-        self.state = s;
+    fn xenbus_mut(&mut self) -> &mut XenbusDevice {
+        &mut self.bus
     }
     fn connect(&mut self) -> Result<(), String> {
         ConsoleDevice::connect(self)

@@ -46,7 +46,7 @@ use crate::evtchn::Notify;
 use crate::grant::GrantSession;
 use crate::netif;
 use crate::sring::BackRing;
-use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
+use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusDevice, XenbusState};
 use hotplug::{Action, NetHotplug, Plan};
 
 /// One `vif=` entry as the backend needs it.
@@ -216,14 +216,12 @@ fn open_tap_flags(name: &str, flags: i16) -> std::io::Result<File> {
 
 /// One virtual network interface.
 pub struct NetDevice {
-    store: Engine,
+    bus: XenbusDevice,
     env: RingEnv,
     spec: NetSpec,
-    paths: DevicePaths,
     /// One descriptor per TAP queue; queue 0 is always attached.
     taps: Vec<Arc<File>>,
     ifname: String,
-    state: XenbusState,
     conn: Option<NetConn>,
     /// The script that ran `online`, to run `offline` on destroy.
     script: Option<(std::path::PathBuf, Vec<(String, String)>)>,
@@ -328,24 +326,26 @@ impl NetDevice {
             }
         };
         Ok(Self {
-            store: store.clone(),
+            bus: XenbusDevice {
+                store: store.clone(),
+                paths,
+                state: XenbusState::InitWait,
+            },
             env,
             spec,
-            paths,
             taps: taps.into_iter().map(Arc::new).collect(),
             ifname,
-            state: XenbusState::InitWait,
             conn: None,
             script,
         })
     }
 
     pub fn paths(&self) -> &DevicePaths {
-        &self.paths
+        &self.bus.paths
     }
 
     pub fn state(&self) -> XenbusState {
-        self.state
+        self.bus.state
     }
 
     /// The host interface's name.
@@ -360,7 +360,7 @@ impl NetDevice {
     }
 
     fn front(&self, key: &str) -> Option<String> {
-        xenbus::read_str(&self.store, &self.paths.frontend_key(key))
+        xenbus::read_str(&self.bus.store, &self.bus.paths.frontend_key(key))
     }
 
     fn num(&self, key: &str) -> Result<u32, String> {
@@ -574,7 +574,7 @@ impl NetDevice {
                 tracing::warn!("vif {}: {e}", self.spec.devid);
             }
         }
-        xenbus::remove_device(&self.store, &self.paths);
+        xenbus::remove_device(&self.bus.store, &self.bus.paths);
     }
 }
 
@@ -604,17 +604,11 @@ struct Ctx {
 
 impl xenbus::XenbusBackend for NetDevice {
     const CONNECT_ON_INITIALISED: bool = false;
-    fn store(&self) -> &Engine {
-        &self.store
+    fn xenbus(&self) -> &XenbusDevice {
+        &self.bus
     }
-    fn paths(&self) -> &DevicePaths {
-        &self.paths
-    }
-    fn backend_state(&self) -> XenbusState {
-        self.state
-    }
-    fn record_state(&mut self, s: XenbusState) {
-        self.state = s;
+    fn xenbus_mut(&mut self) -> &mut XenbusDevice {
+        &mut self.bus
     }
     fn connect(&mut self) -> Result<(), String> {
         NetDevice::connect(self)

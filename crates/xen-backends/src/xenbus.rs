@@ -213,21 +213,40 @@ pub fn set_backend_state(store: &Engine, paths: &DevicePaths, s: XenbusState) {
 /// A backend device as the xenbus handshake sees it: where its nodes are,
 /// the state it last published, and the two things only the device knows
 /// how to do. [`frontend_changed`] runs the protocol for every backend.
+/// The xenbus side of a backend device: the store it lives in, its paths
+/// and the backend state it last published.
+pub struct XenbusDevice {
+    pub store: Engine,
+    pub paths: DevicePaths,
+    pub state: XenbusState,
+}
+
 pub trait XenbusBackend {
     /// Whether the frontend's `Initialised` starts the connection (blkback,
     /// console) or only its `Connected` does (netback, whose frontend
     /// publishes its rings before switching to Connected).
     const CONNECT_ON_INITIALISED: bool;
-    fn store(&self) -> &Engine;
-    fn paths(&self) -> &DevicePaths;
-    fn backend_state(&self) -> XenbusState;
-    /// Records `s` as the state last published (or implied, after a
-    /// [`dev_fatal`]).
-    fn record_state(&mut self, s: XenbusState);
+    fn xenbus(&self) -> &XenbusDevice;
+    fn xenbus_mut(&mut self) -> &mut XenbusDevice;
     /// Maps the frontend's rings and event channels.
     fn connect(&mut self) -> Result<(), String>;
     /// Stops serving and unmaps everything `connect` mapped; idempotent.
     fn disconnect(&mut self);
+
+    fn store(&self) -> &Engine {
+        &self.xenbus().store
+    }
+    fn paths(&self) -> &DevicePaths {
+        &self.xenbus().paths
+    }
+    fn backend_state(&self) -> XenbusState {
+        self.xenbus().state
+    }
+    /// Records `s` as the state last published (or implied, after a
+    /// [`dev_fatal`]).
+    fn record_state(&mut self, s: XenbusState) {
+        self.xenbus_mut().state = s;
+    }
 }
 
 /// Publishes backend state `s` and records it.
@@ -496,9 +515,7 @@ mod tests {
 
     /// A device that only counts what the handshake asks of it.
     struct Probe<const ON_INIT: bool> {
-        store: Engine,
-        paths: DevicePaths,
-        state: XenbusState,
+        bus: XenbusDevice,
         connects: u32,
         disconnects: u32,
         fail: bool,
@@ -506,17 +523,11 @@ mod tests {
 
     impl<const ON_INIT: bool> XenbusBackend for Probe<ON_INIT> {
         const CONNECT_ON_INITIALISED: bool = ON_INIT;
-        fn store(&self) -> &Engine {
-            &self.store
+        fn xenbus(&self) -> &XenbusDevice {
+            &self.bus
         }
-        fn paths(&self) -> &DevicePaths {
-            &self.paths
-        }
-        fn backend_state(&self) -> XenbusState {
-            self.state
-        }
-        fn record_state(&mut self, s: XenbusState) {
-            self.state = s;
+        fn xenbus_mut(&mut self) -> &mut XenbusDevice {
+            &mut self.bus
         }
         fn connect(&mut self) -> Result<(), String> {
             self.connects += 1;
@@ -537,9 +548,11 @@ mod tests {
         add_device(&store, &paths, &[], &[]).expect("add");
         set_backend_state(&store, &paths, XenbusState::InitWait);
         Probe {
-            store,
-            paths,
-            state: XenbusState::InitWait,
+            bus: XenbusDevice {
+                store,
+                paths,
+                state: XenbusState::InitWait,
+            },
             connects: 0,
             disconnects: 0,
             fail,
@@ -547,32 +560,35 @@ mod tests {
     }
 
     fn frontend_moves_to<const ON_INIT: bool>(p: &mut Probe<ON_INIT>, s: XenbusState) {
-        let key = p.paths.frontend_key("state");
-        p.store.write(&key, s.as_str().as_bytes()).expect("write");
+        let key = p.bus.paths.frontend_key("state");
+        p.bus
+            .store
+            .write(&key, s.as_str().as_bytes())
+            .expect("write");
         frontend_changed(p);
     }
 
     fn published<const ON_INIT: bool>(p: &Probe<ON_INIT>) -> String {
-        read_str(&p.store, &p.paths.backend_key("state")).unwrap_or_default()
+        read_str(&p.bus.store, &p.bus.paths.backend_key("state")).unwrap_or_default()
     }
 
     #[test]
     fn handshake_connects_once_then_follows_the_frontend_down_and_back() {
         let mut p = probe::<true>(false);
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!((p.connects, p.state), (1, XenbusState::Connected));
+        assert_eq!((p.connects, p.bus.state), (1, XenbusState::Connected));
         assert_eq!(published(&p), XenbusState::Connected.as_str());
         frontend_moves_to(&mut p, XenbusState::Connected);
         assert_eq!(p.connects, 1, "connected once, not per frontend change");
         frontend_moves_to(&mut p, XenbusState::Closing);
-        assert_eq!(p.state, XenbusState::Closing);
+        assert_eq!(p.bus.state, XenbusState::Closing);
         frontend_moves_to(&mut p, XenbusState::Closed);
         assert_eq!(published(&p), XenbusState::Closed.as_str());
         // A frontend that starts over (bootloader to kernel) gets InitWait.
         frontend_moves_to(&mut p, XenbusState::Initialising);
         assert_eq!(published(&p), XenbusState::InitWait.as_str());
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!((p.connects, p.state), (2, XenbusState::Connected));
+        assert_eq!((p.connects, p.bus.state), (2, XenbusState::Connected));
         assert!(p.disconnects >= 2);
     }
 
@@ -580,42 +596,42 @@ mod tests {
     fn a_backend_that_waits_for_connected_ignores_initialised() {
         let mut p = probe::<false>(false);
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!((p.connects, p.state), (0, XenbusState::InitWait));
+        assert_eq!((p.connects, p.bus.state), (0, XenbusState::InitWait));
         frontend_moves_to(&mut p, XenbusState::Connected);
-        assert_eq!((p.connects, p.state), (1, XenbusState::Connected));
+        assert_eq!((p.connects, p.bus.state), (1, XenbusState::Connected));
     }
 
     #[test]
     fn removal_waits_for_the_frontend_to_close_and_never_reopens() {
         let mut p = probe::<true>(false);
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!(p.state, XenbusState::Connected);
+        assert_eq!(p.bus.state, XenbusState::Connected);
         begin_removal(&mut p);
         assert_eq!(
-            read_str(&p.store, &p.paths.backend_key("online")).as_deref(),
+            read_str(&p.bus.store, &p.bus.paths.backend_key("online")).as_deref(),
             Some("0")
         );
         assert_eq!(published(&p), XenbusState::Closing.as_str());
         assert_eq!(p.disconnects, 0, "I/O goes on until the frontend closes");
         frontend_moves_to(&mut p, XenbusState::Connected);
-        assert_eq!(p.state, XenbusState::Closing, "still waiting");
+        assert_eq!(p.bus.state, XenbusState::Closing, "still waiting");
         frontend_moves_to(&mut p, XenbusState::Closed);
-        assert_eq!(p.state, XenbusState::Closed);
+        assert_eq!(p.bus.state, XenbusState::Closed);
         assert_eq!(published(&p), XenbusState::Closed.as_str());
         assert!(p.disconnects >= 1);
         // An offline device is not offered again, whatever the frontend does.
         frontend_moves_to(&mut p, XenbusState::Initialising);
         assert_eq!(published(&p), XenbusState::Closed.as_str());
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!((p.connects, p.state), (1, XenbusState::Closed));
+        assert_eq!((p.connects, p.bus.state), (1, XenbusState::Closed));
     }
 
     #[test]
     fn removing_a_device_whose_frontend_is_gone_finishes_at_once() {
         let mut p = probe::<false>(false);
-        p.store.rm(&p.paths.frontend).expect("rm frontend");
+        p.bus.store.rm(&p.bus.paths.frontend).expect("rm frontend");
         begin_removal(&mut p);
-        assert_eq!(p.state, XenbusState::Closed);
+        assert_eq!(p.bus.state, XenbusState::Closed);
         assert_eq!(published(&p), XenbusState::Closed.as_str());
     }
 
@@ -623,10 +639,10 @@ mod tests {
     fn a_failed_connect_is_fatal_and_does_not_retry_until_a_reset() {
         let mut p = probe::<true>(true);
         frontend_moves_to(&mut p, XenbusState::Initialised);
-        assert_eq!(p.state, XenbusState::Closing);
+        assert_eq!(p.bus.state, XenbusState::Closing);
         assert_eq!(published(&p), XenbusState::Closing.as_str());
         let err = read_str(
-            &p.store,
+            &p.bus.store,
             "/local/domain/0/error/local/domain/0/backend/vif/3/0/error",
         );
         assert_eq!(err.as_deref(), Some("ring-ref missing"));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use xenstore::Engine;
 
 use crate::blkif::{Abi, MAX_INDIRECT_SEGMENTS};
-use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusState};
+use crate::xenbus::{self, DeviceKind, DevicePaths, XenbusDevice, XenbusState};
 use conn::{ConnectParams, Connection, RingEnv};
 use disk::DiskImage;
 pub use disk::ImageFormat;
@@ -62,12 +62,10 @@ pub enum BlockError {
 
 /// One virtual block device.
 pub struct BlockDevice {
-    store: Engine,
+    bus: XenbusDevice,
     env: RingEnv,
     spec: BlockSpec,
-    paths: DevicePaths,
     disk: Arc<DiskImage>,
-    state: XenbusState,
     /// One connection per queue while connected.
     conns: Vec<Connection>,
 }
@@ -93,12 +91,14 @@ impl BlockDevice {
             })?;
         let paths = DevicePaths::new(DeviceKind::Vbd, frontend_domid, env.backend_domid, devid);
         let dev = Self {
-            store: store.clone(),
+            bus: XenbusDevice {
+                store: store.clone(),
+                paths,
+                state: XenbusState::Initialising,
+            },
             env,
             spec,
-            paths,
             disk: Arc::new(disk),
-            state: XenbusState::Initialising,
             conns: Vec::new(),
         };
         dev.write_nodes().map_err(|err| BlockError::Store {
@@ -109,11 +109,11 @@ impl BlockDevice {
     }
 
     pub fn paths(&self) -> &DevicePaths {
-        &self.paths
+        &self.bus.paths
     }
 
     pub fn state(&self) -> XenbusState {
-        self.state
+        self.bus.state
     }
 
     fn write_nodes(&self) -> Result<(), String> {
@@ -121,7 +121,7 @@ impl BlockDevice {
         let devtype = if s.cdrom { "cdrom" } else { "disk" };
         let discard = s.discard && !s.readonly;
         let front = [
-            ("virtual-device", self.paths.devid.to_string()),
+            ("virtual-device", self.bus.paths.devid.to_string()),
             ("device-type", devtype.to_owned()),
             ("trusted", "1".to_owned()),
         ];
@@ -154,8 +154,9 @@ impl BlockDevice {
             ]);
         }
         back.extend(self.size_nodes());
-        xenbus::add_device(&self.store, &self.paths, &front, &back).map_err(|e| e.to_string())?;
-        xenbus::set_backend_state(&self.store, &self.paths, XenbusState::InitWait);
+        xenbus::add_device(&self.bus.store, &self.bus.paths, &front, &back)
+            .map_err(|e| e.to_string())?;
+        xenbus::set_backend_state(&self.bus.store, &self.bus.paths, XenbusState::InitWait);
         Ok(())
     }
 
@@ -181,15 +182,15 @@ impl BlockDevice {
     pub fn frontend_changed(&mut self) {
         if let Some(msg) = self.conns.iter().find_map(Connection::fatal) {
             self.disconnect();
-            xenbus::dev_fatal(&self.store, &self.paths, &msg);
-            self.state = XenbusState::Closing;
+            xenbus::dev_fatal(&self.bus.store, &self.bus.paths, &msg);
+            self.bus.state = XenbusState::Closing;
             return;
         }
         xenbus::frontend_changed(self);
     }
 
     fn read_front(&self, key: &str) -> Option<String> {
-        xenbus::read_str(&self.store, &self.paths.frontend_key(key))
+        xenbus::read_str(&self.bus.store, &self.bus.paths.frontend_key(key))
     }
 
     /// What the frontend wrote: one ring per queue (`multi-queue-num-queues`
@@ -251,7 +252,7 @@ impl BlockDevice {
     fn connect(&mut self) -> Result<(), String> {
         self.disconnect();
         let params = self.connect_params()?;
-        tracing::debug!("{}: connecting {params:?}", self.paths);
+        tracing::debug!("{}: connecting {params:?}", self.bus.paths);
         let discard = self.spec.discard && !self.spec.readonly;
         for p in params {
             match Connection::connect(&self.env, self.disk.clone(), discard, p) {
@@ -264,7 +265,10 @@ impl BlockDevice {
         }
         // Sizes again, as blkback's connect() writes them.
         for (k, v) in self.size_nodes() {
-            let _ = self.store.write(&self.paths.backend_key(k), v.as_bytes());
+            let _ = self
+                .bus
+                .store
+                .write(&self.bus.paths.backend_key(k), v.as_bytes());
         }
         Ok(())
     }
@@ -278,23 +282,17 @@ impl BlockDevice {
     /// Unplugs the device: disconnects and removes both directories.
     pub fn destroy(mut self) {
         self.disconnect();
-        xenbus::remove_device(&self.store, &self.paths);
+        xenbus::remove_device(&self.bus.store, &self.bus.paths);
     }
 }
 
 impl xenbus::XenbusBackend for BlockDevice {
     const CONNECT_ON_INITIALISED: bool = true;
-    fn store(&self) -> &Engine {
-        &self.store
+    fn xenbus(&self) -> &XenbusDevice {
+        &self.bus
     }
-    fn paths(&self) -> &DevicePaths {
-        &self.paths
-    }
-    fn backend_state(&self) -> XenbusState {
-        self.state
-    }
-    fn record_state(&mut self, s: XenbusState) {
-        self.state = s;
+    fn xenbus_mut(&mut self) -> &mut XenbusDevice {
+        &mut self.bus
     }
     fn connect(&mut self) -> Result<(), String> {
         BlockDevice::connect(self)
