@@ -136,6 +136,16 @@ const GUESTS: &[Guest] = &[
         source: "c/balloon.c",
         bits: 64,
     },
+    Guest {
+        name: "preempt",
+        source: "c/preempt.c",
+        bits: 64,
+    },
+    Guest {
+        name: "preempt32",
+        source: "c/preempt.c",
+        bits: 32,
+    },
 ];
 
 const CFLAGS: &[&str] = &[

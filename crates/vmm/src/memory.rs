@@ -86,8 +86,21 @@ pub struct DomainMemory {
     /// same RAM slot twice or leave a recorded slot id that another
     /// placement has reused. Taken before `overlays` and `grant_aliases`.
     layout: Mutex<()>,
+    /// Bumped after every layout change ([`GuestMemory::layout_generation`]).
+    generation: AtomicU64,
     slots: Mutex<SlotTable>,
     sink: Box<dyn MemslotSink>,
+}
+
+/// Bumps the layout generation when dropped: declared right after the
+/// `layout` lock is taken, it runs once the change is complete (and on
+/// every error path), before the lock is released.
+struct BumpGeneration<'a>(&'a AtomicU64);
+
+impl Drop for BumpGeneration<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
 }
 
 /// What [`DomainMemory::punch`] took apart, so a failed placement can put
@@ -120,6 +133,7 @@ impl DomainMemory {
             overlays: RwLock::new(Vec::new()),
             grant_aliases: RwLock::new(std::collections::BTreeMap::new()),
             layout: Mutex::new(()),
+            generation: AtomicU64::new(0),
             slots: Mutex::new(SlotTable::default()),
             sink,
         };
@@ -243,6 +257,7 @@ impl DomainMemory {
         }
         let gpa = gfn * PAGE_SIZE;
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let _bump = BumpGeneration(&self.generation);
         let mut overlays = self.overlays.write().unwrap_or_else(|e| e.into_inner());
         let idx = match overlays.iter().position(|o| o.page == page) {
             Some(i) => i,
@@ -346,6 +361,7 @@ impl DomainMemory {
             MapError::BadGfn(gfn)
         };
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let _bump = BumpGeneration(&self.generation);
         // Resolve the source before taking the alias lock (host_ptr reads it).
         let host = self
             .host_ptr(frame, PAGE_SIZE)
@@ -382,6 +398,7 @@ impl DomainMemory {
     /// Removes the grant alias at `gfn`, giving back the RAM behind it.
     pub fn unmap_grant_alias(&self, gfn: u64) {
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        let _bump = BumpGeneration(&self.generation);
         let mut aliases = self
             .grant_aliases
             .write()
@@ -521,6 +538,9 @@ impl GuestMemory for DomainMemory {
         std::ptr::NonNull::new(self.host_ptr(gpa, len).ok()?)
     }
 
+    fn layout_generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
     fn discard_page(&self, gpa: Gpa) -> Result<bool, MemError> {
         if gpa % PAGE_SIZE != 0 {
             return Err(MemError::Misaligned(gpa));
@@ -885,6 +905,29 @@ mod tests {
         let mut c = [0u8; 8];
         m.read(0x7008, &mut c).expect("read overlay");
         assert_eq!(c, [0x77; 8]);
+    }
+
+    #[test]
+    fn every_layout_change_bumps_the_generation() {
+        let (m, _) = mem(1 << 20);
+        let g0 = m.layout_generation();
+        m.map_overlay(SpecialPage::SharedInfo, 7).expect("overlay");
+        let g1 = m.layout_generation();
+        assert!(g1 > g0, "overlay placed");
+        m.map_overlay(SpecialPage::SharedInfo, 9)
+            .expect("overlay moved");
+        let g2 = m.layout_generation();
+        assert!(g2 > g1, "overlay moved");
+        m.map_grant_alias(0x20, 0x5000).expect("alias");
+        let g3 = m.layout_generation();
+        assert!(g3 > g2, "grant alias placed");
+        m.unmap_grant_alias(0x20);
+        let g4 = m.layout_generation();
+        assert!(g4 > g3, "grant alias removed");
+        // Plain accesses and discards leave the layout alone.
+        m.write(0x5000, &[1, 2, 3]).expect("write");
+        m.discard_page(0x6000).expect("discard");
+        assert_eq!(m.layout_generation(), g4);
     }
 
     #[test]

@@ -172,6 +172,13 @@ struct HypercallCtx<'a> {
     can_halt: bool,
     /// Set when xen-emu handed a `SCHEDOP_block` to us.
     halt: bool,
+    /// What makes xen-emu preempt a long batch: the domain stopping or
+    /// being paused.
+    stop: &'a std::sync::atomic::AtomicBool,
+    control: Option<&'a crate::control::DomainControl>,
+    /// Set when xen-emu made the call a continuation: the argument
+    /// registers to rewrite before the vCPU re-runs it.
+    continuation: Option<Vec<u64>>,
 }
 
 impl VcpuContext for HypercallCtx<'_> {
@@ -194,7 +201,51 @@ impl VcpuContext for HypercallCtx<'_> {
         self.halt = self.can_halt;
         self.halt
     }
+    fn can_continue(&self) -> bool {
+        // Both trap paths can put the vCPU back on its hypercall
+        // instruction (see `Vcpu::restart_hypercall`).
+        true
+    }
+    fn preempt_pending(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) || self.control.is_some_and(|c| c.is_paused())
+    }
+    fn create_continuation(&mut self, _nr: u64, args: &[u64]) {
+        self.continuation = Some(args.to_vec());
+    }
 }
+
+/// Writes a continuation's argument registers (`args[i]` into the i-th
+/// argument register of the ABI, as Xen's `hypercall_create_continuation`)
+/// and RAX = the hypercall number.
+pub fn continuation_regs(
+    regs: &mut kvm_bindings::kvm_regs,
+    mode: GuestMode,
+    nr: u64,
+    args: &[u64],
+) {
+    regs.rax = nr;
+    for (i, &a) in args.iter().enumerate() {
+        let r = match (mode, i) {
+            (GuestMode::Long64, 0) => &mut regs.rdi,
+            (GuestMode::Long64, 1) => &mut regs.rsi,
+            (GuestMode::Long64, 2) => &mut regs.rdx,
+            (GuestMode::Long64, 3) => &mut regs.r10,
+            (GuestMode::Long64, 4) => &mut regs.r8,
+            (GuestMode::Protected32, 0) => &mut regs.rbx,
+            (GuestMode::Protected32, 1) => &mut regs.rcx,
+            (GuestMode::Protected32, 2) => &mut regs.rdx,
+            (GuestMode::Protected32, 3) => &mut regs.rsi,
+            (GuestMode::Protected32, 4) => &mut regs.rdi,
+            _ => continue,
+        };
+        *r = a;
+    }
+}
+
+/// Length of the trapping instruction of each path: `out %eax, $imm8`
+/// (hypercall page) and `vmcall` / `vmmcall` (KVM_EXIT_XEN).
+const OUT_IMM8_LEN: u64 = 2;
+const VMCALL_LEN: u64 = 3;
 
 /// `RFLAGS.IF`.
 const RFLAGS_IF: u64 = 1 << 9;
@@ -488,8 +539,11 @@ impl Vcpu {
                 };
                 let args = [params[0], params[1], params[2], params[3], params[4]];
                 let t0 = Instant::now();
-                let ret = self.dispatch(mode, cpl as u8, nr, args);
+                let (ret, continuation) = self.dispatch(mode, cpl as u8, nr, args);
                 exit::set_xen_result(self.run_area(), ret);
+                if let Some(c) = continuation {
+                    self.restart_hypercall(mode, nr, VMCALL_LEN, &c)?;
+                }
                 self.stats.hypercalls += 1;
                 self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;
                 Ok(())
@@ -531,7 +585,15 @@ impl Vcpu {
         }
     }
 
-    fn dispatch(&mut self, mode: GuestMode, cpl: u8, nr: u64, args: [u64; 5]) -> i64 {
+    /// Runs a `KVM_EXIT_XEN` hypercall: its result, and the argument
+    /// registers of a continuation if xen-emu made one.
+    fn dispatch(
+        &mut self,
+        mode: GuestMode,
+        cpl: u8,
+        nr: u64,
+        args: [u64; 5],
+    ) -> (i64, Option<Vec<u64>>) {
         let sregs = if self.sync_regs {
             self.fd.sync_regs().sregs
         } else {
@@ -539,7 +601,7 @@ impl Vcpu {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!("vCPU {}: KVM_GET_SREGS: {e}", self.id);
-                    return -14; // -EFAULT: arguments unreadable
+                    return (-14, None); // -EFAULT: arguments unreadable
                 }
             }
         };
@@ -557,6 +619,9 @@ impl Vcpu {
             interrupts: rflags & RFLAGS_IF != 0,
             can_halt: self.apic,
             halt: false,
+            stop: &self.shared.stop,
+            control: self.control.as_ref(),
+            continuation: None,
         };
         let ret = self.domain.hypercall(&mut ctx, nr, args);
         if ctx.halt {
@@ -564,7 +629,7 @@ impl Vcpu {
                 tracing::warn!("vCPU {}: {e}", self.id);
             }
         }
-        ret
+        (ret, ctx.continuation.take())
     }
 
     fn port_hypercall(&mut self, nr: u64) -> Result<(), VmmError> {
@@ -591,6 +656,9 @@ impl Vcpu {
             interrupts: regs.rflags & RFLAGS_IF != 0,
             can_halt: self.apic,
             halt: false,
+            stop: &self.shared.stop,
+            control: self.control.as_ref(),
+            continuation: None,
         };
         let ret = match self.shared.debug_vm.get() {
             Some(vm) => {
@@ -605,6 +673,12 @@ impl Vcpu {
             None => self.domain.hypercall(&mut ctx, nr, args),
         };
         let halt = ctx.halt;
+        if let Some(c) = ctx.continuation.take() {
+            self.restart_hypercall(mode, nr, OUT_IMM8_LEN, &c)?;
+            self.stats.hypercalls += 1;
+            self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;
+            return Ok(());
+        }
         if self.sync_regs {
             let s = self.fd.sync_regs_mut();
             s.regs.rax = ret as u64;
@@ -626,6 +700,56 @@ impl Vcpu {
         self.stats.hypercalls += 1;
         self.stats.hypercall_service_ns += t0.elapsed().as_nanos() as u64;
         Ok(())
+    }
+
+    /// Makes the vCPU re-run the hypercall it trapped with (Xen's
+    /// continuation): RIP back on the `insn_len`-byte trapping instruction,
+    /// RAX = `nr`, the argument registers from `args`. The run loop then
+    /// looks at stop and pause requests before the guest makes the call
+    /// again, which is what bounds a long batch's hold on the vCPU.
+    ///
+    /// KVM finishes an I/O or Xen-hypercall exit on the next `KVM_RUN`:
+    /// it skips the instruction (and for `KVM_EXIT_XEN` writes RAX), unless
+    /// RIP was changed meanwhile; older kernels skipped an `out` before
+    /// exiting. Completing the exit now with `immediate_exit` leaves RIP
+    /// past the instruction on every kernel, so stepping back by its length
+    /// lands on it.
+    fn restart_hypercall(
+        &mut self,
+        mode: GuestMode,
+        nr: u64,
+        insn_len: u64,
+        args: &[u64],
+    ) -> Result<(), VmmError> {
+        self.fd.set_kvm_immediate_exit(1);
+        let r = self.fd.run().map(|_| ());
+        self.fd.set_kvm_immediate_exit(0);
+        match r {
+            Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+            Err(e) => {
+                return Err(VmmError::Kvm {
+                    what: "KVM_RUN (immediate_exit)",
+                    source: e,
+                })
+            }
+            Ok(()) => {
+                // The guest ran on past the call: only a kernel that
+                // ignores immediate_exit does that.
+                return Err(VmmError::UnexpectedExit {
+                    vcpu: self.id,
+                    reason: "KVM entered the guest despite immediate_exit".into(),
+                });
+            }
+        }
+        let mut regs = self.fd.get_regs().map_err(VmmError::kvm("KVM_GET_REGS"))?;
+        regs.rip = regs.rip.wrapping_sub(insn_len);
+        if mode == GuestMode::Protected32 {
+            regs.rip &= 0xffff_ffff;
+        }
+        continuation_regs(&mut regs, mode, nr, args);
+        self.fd
+            .set_regs(&regs)
+            .map_err(VmmError::kvm("KVM_SET_REGS"))
     }
 
     /// The guest asked for the hypercall page at `value` (GPA | page index).
@@ -671,6 +795,35 @@ mod tests {
         assert_eq!(
             args_from_regs(&regs, GuestMode::Protected32),
             [6, 7, 3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn continuation_rewrites_rax_and_the_named_argument_registers_only() {
+        let base = kvm_bindings::kvm_regs {
+            rax: 0x1234,
+            rdi: 1,
+            rsi: 2,
+            rdx: 3,
+            r10: 4,
+            r8: 5,
+            rbx: 6,
+            rcx: 7,
+            rip: 0x1005,
+            ..Default::default()
+        };
+        let mut r = base;
+        continuation_regs(&mut r, GuestMode::Long64, 12, &[0x1001, 0x2000]);
+        assert_eq!((r.rax, r.rdi, r.rsi), (12, 0x1001, 0x2000));
+        assert_eq!((r.rdx, r.r10, r.r8, r.rbx, r.rcx), (3, 4, 5, 6, 7));
+        assert_eq!(r.rip, base.rip, "RIP is the caller's business");
+        let mut r = base;
+        continuation_regs(&mut r, GuestMode::Protected32, 20, &[5, 0x3000, 44]);
+        assert_eq!((r.rax, r.rbx, r.rcx, r.rdx), (20, 5, 0x3000, 44));
+        assert_eq!((r.rsi, r.rdi, r.r10), (2, 1, 4));
+        assert_eq!(
+            args_from_regs(&r, GuestMode::Protected32)[..3],
+            [5, 0x3000, 44]
         );
     }
 

@@ -124,8 +124,10 @@ pub(crate) struct State {
     /// RAM frames the guest gave back (`XENMEM_decrease_reservation`).
     pub ballooned: std::collections::BTreeSet<u64>,
     /// Per vCPU: host pointers to its 2-level event words, valid while its
-    /// [`Target`] is the one recorded with them (see `Domain::set_pending`).
-    pub mapped: Vec<Option<(Target, two_level::Mapped)>>,
+    /// [`Target`] and the memory's layout generation are the ones recorded
+    /// with them (see `Domain::set_pending`): an overlay or grant alias put
+    /// over the frames re-resolves them, as the address-based path would.
+    pub mapped: Vec<Option<(Target, u64, two_level::Mapped)>>,
 }
 
 impl State {
@@ -147,10 +149,11 @@ impl State {
         None
     }
 
-    /// The cached host pointers for `vcpu` if they were resolved for `t`.
-    pub fn mapped_for(&self, vcpu: u32, t: Target) -> Option<two_level::Mapped> {
+    /// The cached host pointers for `vcpu` if they were resolved for `t`
+    /// in layout generation `generation`.
+    pub fn mapped_for(&self, vcpu: u32, t: Target, generation: u64) -> Option<two_level::Mapped> {
         match self.mapped.get(vcpu as usize) {
-            Some(Some((k, m))) if *k == t => Some(*m),
+            Some(Some((k, g, m))) if *k == t && *g == generation => Some(*m),
             _ => None,
         }
     }
@@ -577,10 +580,11 @@ impl Domain {
 
     /// 2-level `evtchn_port_set_pending` plus the upcall and wake-ups.
     pub(crate) fn set_pending(&self, port: Port, vcpu: u32) {
+        let generation = self.mem.layout_generation();
         let (target, route, mapped) = {
             let mut st = self.state();
             match st.target(vcpu) {
-                Some(t) => (t, st.upcall_route(vcpu), st.mapped_for(vcpu, t)),
+                Some(t) => (t, st.upcall_route(vcpu), st.mapped_for(vcpu, t, generation)),
                 None => {
                     if !st.early_pending.contains(&(port, vcpu)) {
                         st.early_pending.push((port, vcpu));
@@ -624,7 +628,9 @@ impl Domain {
         t: Target,
         port: Port,
     ) -> Result<bool, crate::guest::MemError> {
-        let cached = self.state().mapped_for(vcpu, t);
+        let cached = self
+            .state()
+            .mapped_for(vcpu, t, self.mem.layout_generation());
         let mapped = cached.or_else(|| self.map_target(vcpu, t));
         // SAFETY: `mapped` was resolved from `self.mem`, which lives as
         // long as `self`.
@@ -638,9 +644,12 @@ impl Domain {
     /// caches them (see [`two_level::Mapped`]); `None` if the memory gives
     /// no host pointers.
     fn map_target(&self, vcpu: u32, target: Target) -> Option<two_level::Mapped> {
+        // Read before resolving: a layout change during the resolution
+        // leaves a generation that no longer matches.
+        let generation = self.mem.layout_generation();
         let m = two_level::Mapped::resolve(&*self.mem, target)?;
         if let Some(slot) = self.state().mapped.get_mut(vcpu as usize) {
-            *slot = Some((target, m));
+            *slot = Some((target, generation, m));
         }
         Some(m)
     }

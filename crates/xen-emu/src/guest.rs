@@ -77,6 +77,14 @@ pub trait GuestMemory: Send + Sync {
         let _ = gpa;
         Ok(false)
     }
+    /// A number that changes whenever what backs a guest frame may have
+    /// changed (an overlay or grant alias placed, moved or removed), so
+    /// that host pointers resolved with [`Self::host_range`] can be checked
+    /// for staleness with one load. Read it before resolving; a change
+    /// bumps it once complete. Default: 0, a layout that never changes.
+    fn layout_generation(&self) -> u64 {
+        0
+    }
 }
 
 /// The execution mode of the calling vCPU, which decides the hypercall ABI
@@ -123,5 +131,27 @@ pub trait VcpuContext {
     /// delivered by interrupt. Default: declined.
     fn block_in_platform(&mut self) -> bool {
         false
+    }
+    /// Whether the trap path can make the vCPU run this hypercall again
+    /// (Xen's continuations): if so, a long batch (`XENMEM_*_reservation`,
+    /// grant map/unmap/copy) stops after a bounded chunk and calls
+    /// [`Self::create_continuation`]. Default: no, every call runs to its end.
+    fn can_continue(&self) -> bool {
+        false
+    }
+    /// Xen's `hypercall_preempt_check`: the platform wants the vCPU back
+    /// (a stop or pause request). Asked between the items of a batch, only
+    /// when [`Self::can_continue`]. Default: nothing pending.
+    fn preempt_pending(&self) -> bool {
+        false
+    }
+    /// Xen's `hypercall_create_continuation`: instead of returning a result,
+    /// leave the vCPU on its hypercall instruction with RAX = `nr` and the
+    /// first `args.len()` argument registers (of the call's ABI) set to
+    /// `args`, the rest untouched, so it makes the call again and carries on
+    /// where this one stopped. Only called when [`Self::can_continue`]; the
+    /// return value of that hypercall is then ignored.
+    fn create_continuation(&mut self, nr: u64, args: &[u64]) {
+        let _ = (nr, args);
     }
 }

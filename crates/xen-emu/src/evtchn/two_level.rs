@@ -172,11 +172,14 @@ pub fn clear_upcall_mask(mem: &dyn GuestMemory, vcpu_info: Gpa) -> Result<(), Me
 /// memories that give no host pointers (test fakes) keep using the
 /// address-based functions above.
 ///
-/// Pointing at the host pages behind the guest frames at resolution time
-/// is what Xen does too: it maps shared_info and a registered `vcpu_info`
-/// once and keeps writing to those pages whatever the guest later puts at
-/// the frames. The cache is keyed by [`Target`], so moving either area
-/// resolves it again.
+/// The cache is keyed by [`Target`] and by the memory's
+/// [`GuestMemory::layout_generation`]: moving either area, or placing an
+/// overlay or grant alias over its frame, resolves it again, so that sends
+/// always reach the page the guest sees at the frame now, as the
+/// address-based functions above do. (Xen instead keeps writing to the page
+/// it mapped when the area was registered, whatever the guest later puts
+/// at the frame; the two differ only for a guest that covers its own
+/// `vcpu_info`.)
 #[derive(Debug, Clone, Copy)]
 pub struct Mapped {
     /// `evtchn_pending[0]` in shared_info, as 32-bit words.

@@ -1,6 +1,9 @@
 //! `HYPERVISOR_grant_table_op` (Xen's `common/grant_table.c`), v1:
 //! set_version, get_version, setup_table, query_size, copy, and the
-//! guest's own map_grant_ref / unmap_grant_ref.
+//! guest's own map_grant_ref / unmap_grant_ref. The batch sub-ops (copy,
+//! map, unmap) are preempted as in Xen: after [`CHUNK_OPS`] ops, or sooner
+//! when the platform wants the vCPU, the guest re-issues the call for the
+//! rest (`uop` advanced, `count` reduced).
 //!
 //! The only domain a guest can map grants of here is itself (named by its
 //! domid: Xen's `map_grant_ref` looks the domain up with
@@ -68,6 +71,31 @@ pub fn grant_table_op(c: &mut Call<'_>) -> HcResult {
         // Not offered to HVM guests (hvm_grant_table_op).
         _ => Err(Errno::ENOSYS),
     }
+}
+
+/// Ops of a batch one invocation handles before it makes a continuation
+/// (when the trap path can).
+pub const CHUNK_OPS: u64 = 256;
+
+/// Xen's preemption of a batch sub-op before op `i` (never before the
+/// first): `do_grant_table_op` then makes the guest re-issue `cmd` with
+/// `uop` advanced past the `i` ops done (`size` bytes each) and `count - i`.
+fn preempted(
+    c: &mut Call<'_>,
+    cmd: u64,
+    uop: u64,
+    count: u32,
+    i: u64,
+    size: u64,
+) -> Option<HcResult> {
+    if i == 0 || !c.preempt(i, CHUNK_OPS) {
+        return None;
+    }
+    let next = uop.wrapping_add(i * size);
+    Some(c.create_continuation(
+        HYPERVISOR_GRANT_TABLE_OP,
+        &[cmd, next, u64::from(count) - i],
+    ))
 }
 
 /// These sub-ops take exactly one structure.
@@ -189,6 +217,9 @@ fn copy(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
         (40, 36)
     };
     for i in 0..u64::from(count) {
+        if let Some(r) = preempted(c, GNTTABOP_COPY, uop, count, i, size) {
+            return r;
+        }
         let at = uop.checked_add(i * size).ok_or(Errno::EFAULT)?;
         let (src, dst, len, flags) = if c.compat() {
             let op: GnttabCopyCompat = c.g.read(at)?;
@@ -280,6 +311,9 @@ const MAP_SIZE: u64 = 32;
 /// op cannot be read or written.
 fn map_grant_refs(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
     for i in 0..u64::from(count) {
+        if let Some(r) = preempted(c, GNTTABOP_MAP_GRANT_REF, uop, count, i, MAP_SIZE) {
+            return r;
+        }
         let at = uop.checked_add(i * MAP_SIZE).ok_or(Errno::EFAULT)?;
         let mut raw = [0u8; MAP_SIZE as usize];
         c.g.read_bytes(at, &mut raw)?;
@@ -373,6 +407,9 @@ const UNMAP_SIZE: u64 = 24;
 /// `GNTTABOP_unmap_grant_ref`. Only `status` is written back.
 fn unmap_grant_refs(c: &mut Call<'_>, uop: u64, count: u32) -> HcResult {
     for i in 0..u64::from(count) {
+        if let Some(r) = preempted(c, GNTTABOP_UNMAP_GRANT_REF, uop, count, i, UNMAP_SIZE) {
+            return r;
+        }
         let at = uop.checked_add(i * UNMAP_SIZE).ok_or(Errno::EFAULT)?;
         let mut raw = [0u8; 20];
         c.g.read_bytes(at, &mut raw)?;

@@ -33,6 +33,29 @@ impl Call<'_> {
         self.g.compat()
     }
 
+    /// Xen's `hypercall_preempt_check` between the items of a batch: true
+    /// when the call should stop here and continue later, because the
+    /// platform wants the vCPU back or this invocation has done a chunk of
+    /// `chunk` work units (`done` so far) and the remainder goes in the
+    /// next one, so that no single exit runs unbounded. Never true when the
+    /// trap path cannot re-run the call.
+    pub fn preempt(&self, done: u64, chunk: u64) -> bool {
+        self.g.vcpu.can_continue() && (done >= chunk || self.g.vcpu.preempt_pending())
+    }
+
+    /// Xen's `hypercall_create_continuation(nr, ..., args)`: the vCPU makes
+    /// hypercall `nr` again with `args` in its first argument registers
+    /// (32-bit callers get the low halves).
+    pub fn create_continuation(&mut self, nr: u64, args: &[u64]) -> HcResult {
+        let args: Vec<u64> = if self.compat() {
+            args.iter().map(|a| a & 0xffff_ffff).collect()
+        } else {
+            args.to_vec()
+        };
+        self.g.vcpu.create_continuation(nr, &args);
+        Ok(nr as i64)
+    }
+
     /// Resolves a `domid_t` argument that must name the caller: `DOMID_SELF`
     /// or its own id. Another existing domain (the backend domain) is
     /// `-EPERM` (XSM denies a domU), anything else `-ESRCH`.

@@ -15,15 +15,23 @@
 //!
 //! Like Xen, the return value is the number of extents done (a partial
 //! count on failure, never an errno), and a bad domid, a refused order
-//! or a continuation index past the end returns the start index.
+//! or a continuation index past the end returns the start index. A long
+//! batch is preempted as in Xen: after [`CHUNK_PAGES`] pages, or sooner when
+//! the platform wants the vCPU, the call becomes a continuation with the
+//! next extent's index in the command (`cmd | i << MEMOP_EXTENT_SHIFT`).
 
 use xen_abi::memory::*;
+use xen_abi::xen::HYPERVISOR_MEMORY_OP;
 
 use super::Call;
 use crate::types::HcResult;
 
 /// `multipage_allocation_permitted` for a domU: up to 2 MiB extents.
 const MAX_ORDER: u32 = 9;
+
+/// Pages one invocation handles before it makes a continuation (when the
+/// trap path can): 16 MiB, a few milliseconds of `MADV_DONTNEED`.
+pub const CHUNK_PAGES: u64 = 4096;
 
 pub fn reservation(c: &mut Call<'_>, cmd: u64, start: u64, arg: u64) -> HcResult {
     let (list, nr, order, domid) = if c.compat() {
@@ -39,6 +47,11 @@ pub fn reservation(c: &mut Call<'_>, cmd: u64, start: u64, arg: u64) -> HcResult
         (r.extent_start, r.nr_extents, r.extent_order, r.domid)
     };
     let done = start as i64;
+    // Xen: a count whose continuation index would not fit beside the
+    // command in the first argument is refused.
+    if nr > u64::from(u32::MAX >> MEMOP_EXTENT_SHIFT) {
+        return Ok(done);
+    }
     if start >= nr {
         return Ok(done);
     }
@@ -56,6 +69,14 @@ pub fn reservation(c: &mut Call<'_>, cmd: u64, start: u64, arg: u64) -> HcResult
     let pages = 1u64 << order;
     let mut i = start;
     while i < nr {
+        // As Xen's loops: at least one extent per invocation, then stop
+        // when preempted and let the guest re-issue the call from `i`.
+        if i != start && c.preempt((i - start) * pages, CHUNK_PAGES) {
+            return c.create_continuation(
+                HYPERVISOR_MEMORY_OP,
+                &[cmd | (i << MEMOP_EXTENT_SHIFT), arg],
+            );
+        }
         let ok = match cmd {
             XENMEM_INCREASE_RESERVATION => increase(c, pages),
             _ => {
