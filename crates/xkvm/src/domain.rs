@@ -98,6 +98,7 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
     vm.apic = b.apic.unwrap_or(true);
     vm.nested_hvm = b.nested_hvm.unwrap_or(false);
     vm.xen_vapic = config.xkvm.xen_vapic.unwrap_or(false);
+    vm.cpuid_policy = cpuid_policy(&b.cpuid);
     vm.timer_mode = match b.timer_mode {
         Some(xl_config::TimerMode::DelayForMissedTicks) => vmm::TimerMode::DelayForMissedTicks,
         Some(xl_config::TimerMode::NoMissedTicksPending) => vmm::TimerMode::NoMissedTicksPending,
@@ -137,6 +138,27 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
         .map(|(i, n)| vif_spec(n, i, &vm.uuid))
         .collect();
     Ok(vm)
+}
+
+/// `cpuid=`'s leaves for the VMM, which applies them over its default
+/// CPUID. MSR_ARCH_CAPS bits (the `msr` half of the policy) are not
+/// applied: KVM's MSR is the host's.
+fn cpuid_policy(p: &xl_config::cpuid::CpuidPolicy) -> Vec<vmm::cpuid::CpuidOverride> {
+    for m in &p.msrs {
+        tracing::warn!(
+            "cpuid: MSR {:#x} policy {} is not applied (only CPUID leaves are)",
+            m.index,
+            m.policy
+        );
+    }
+    p.leaves
+        .iter()
+        .map(|l| vmm::cpuid::CpuidOverride {
+            leaf: l.leaf,
+            subleaf: l.subleaf,
+            regs: l.regs.clone(),
+        })
+        .collect()
 }
 
 /// One `vif=` entry for the network backend. An unset MAC gets Xen's OUI
@@ -295,6 +317,19 @@ mod tests {
     }
 
     #[test]
+    fn pvshim_makes_the_ramdisk_module_one() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/pv'\nramdisk='/initrd'\npvshim=1\n\
+             pvshim_path='/shim'\n",
+        );
+        let vm = vm_config(&cfg, 1).expect("maps");
+        assert_eq!(vm.kernel, std::path::PathBuf::from("/shim"));
+        let paths: Vec<_> = vm.modules.iter().map(|m| m.path.clone()).collect();
+        assert_eq!(paths, ["/pv", "/initrd"].map(std::path::PathBuf::from));
+        assert_eq!(vm.modules[1].cmdline, "");
+    }
+
+    #[test]
     fn type_pv_is_refused_with_the_pvshim_way_to_boot_it() {
         // xl ignores pvshim for type "pv", so the line changes nothing.
         for extra in ["", "pvshim=1\n"] {
@@ -318,6 +353,46 @@ mod tests {
         assert_eq!(vm.timer_mode, vmm::TimerMode::OneMissedTickPending);
         assert_eq!(vm.max_grant_frames, 8);
         assert_eq!(vm.max_pirq, 64);
+    }
+
+    #[test]
+    fn cpuid_policy_reaches_the_vmm_in_both_spellings() {
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\ncpuid='host,bmi1=0,tm=0'\n");
+        let vm = vm_config(&cfg, 1).expect("maps");
+        let x = "x".repeat(32);
+        let mut ebx = x.clone().into_bytes();
+        ebx[31 - 3] = b'0';
+        let mut edx = x.clone().into_bytes();
+        edx[31 - 29] = b'0';
+        let s = |v: Vec<u8>| Some(String::from_utf8(v).expect("ascii"));
+        assert_eq!(
+            vm.cpuid_policy,
+            [
+                vmm::cpuid::CpuidOverride {
+                    leaf: 7,
+                    subleaf: Some(0),
+                    regs: [None, s(ebx), None, None],
+                },
+                vmm::cpuid::CpuidOverride {
+                    leaf: 1,
+                    subleaf: None,
+                    regs: [None, None, None, s(edx)],
+                },
+            ]
+        );
+        let line = format!("0x1:ecx=0{}", "x".repeat(31));
+        let cfg = parsed(&format!(
+            "type='pvh'\nname='g'\nkernel='/k'\ncpuid=['{line}', '0xd,1:eax={x}']\n"
+        ));
+        let vm = vm_config(&cfg, 1).expect("maps");
+        assert_eq!(vm.cpuid_policy.len(), 2);
+        assert_eq!(vm.cpuid_policy[0].regs[2].as_deref(), Some(&line[6..]));
+        assert_eq!(
+            (vm.cpuid_policy[1].leaf, vm.cpuid_policy[1].subleaf),
+            (0xd, Some(1))
+        );
+        let none = parsed("type='pvh'\nname='g'\nkernel='/k'\n");
+        assert!(vm_config(&none, 1).expect("maps").cpuid_policy.is_empty());
     }
 
     #[test]

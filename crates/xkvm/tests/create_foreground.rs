@@ -4,25 +4,11 @@
 //! the config's `on_*` action (0 after poweroff, non-zero after a crash).
 //! Skips without /dev/kvm unless CI=true.
 
+mod common;
+
+use common::kvm_usable;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
-            false
-        }
-    }
-}
 
 /// Writes `cfg` next to nothing else and runs `xkvm create -F -c` on it.
 fn create_foreground(dir: &Path, cfg: &str) -> Output {

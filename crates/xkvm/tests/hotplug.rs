@@ -10,79 +10,21 @@
 //! Without a usable `/dev/kvm` the tests skip with a printed reason,
 //! except under `CI=true`, where that fails.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
+
+use common::Host;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
-            false
-        }
-    }
+/// Methods only the hot-plug tests use.
+trait HostExt {
+    fn start(&self, name: &str) -> u32;
+    fn start_guest(&self, name: &str, guest: &str, ready: &str) -> u32;
+    fn xs_exists(&self, name: &str, path: &str) -> bool;
+    fn image(&self, file: &str, text: &str) -> String;
 }
 
-/// A private run directory; its VMMs die with it.
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new(test: &str) -> Option<Host> {
-        kvm_usable(test).then(|| Host {
-            dir: tempfile::tempdir().expect("tempdir"),
-        })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.path().join("run")
-    }
-
-    fn xkvm(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_xkvm"))
-            .args(args)
-            .env("XKVM_RUN_DIR", self.run_dir())
-            .env_remove("RUST_LOG")
-            .current_dir(self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("running xkvm")
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.xkvm(args);
-        assert!(
-            out.status.success(),
-            "xkvm {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.xkvm(args);
-        assert!(
-            !out.status.success(),
-            "xkvm {args:?} should have failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
+impl HostExt for Host {
     /// Starts domain `name` running the `hotplug` guest with no devices
     /// and waits until it watches `device/`; returns its id.
     fn start(&self, name: &str) -> u32 {
@@ -92,39 +34,9 @@ impl Host {
     /// Starts domain `name` running `guest` and waits for `ready` on its
     /// console_io; returns its id.
     fn start_guest(&self, name: &str, guest: &str, ready: &str) -> u32 {
-        let cfg = self.path().join(format!("{name}.cfg"));
-        let text = format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nmemory = 16\n",
-            xkvm_guests::path(guest).display()
-        );
-        std::fs::write(&cfg, text).expect("config");
-        self.ok(&["create", &cfg.display().to_string()]);
+        let id = self.create(name, guest, "");
         self.wait_dmesg(name, ready, 1);
-        self.ok(&["domid", name])
-            .trim()
-            .parse()
-            .expect("domid prints a number")
-    }
-
-    fn dmesg(&self, name: &str) -> String {
-        self.ok(&["dmesg", name])
-    }
-
-    /// Waits until the guest has printed `line` `times` times.
-    fn wait_dmesg(&self, name: &str, line: &str, times: usize) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let log = self.dmesg(name);
-            if log.matches(line).count() >= times {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {line:?} x{times} from {name}; dmesg:\n{log}\n{}",
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        id
     }
 
     /// Whether XenStore `path` of the domain exists.
@@ -132,17 +44,6 @@ impl Host {
         self.xkvm(&["xenstore-read", "-d", name, path])
             .status
             .success()
-    }
-
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        if let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) {
-            for e in entries.flatten() {
-                let log = std::fs::read_to_string(e.path().join("vmm.log")).unwrap_or_default();
-                s += &format!("--- {} vmm.log:\n{log}\n", e.path().display());
-            }
-        }
-        s
     }
 
     /// A 1 MiB raw image whose sector 0 starts with `text`.
@@ -155,23 +56,6 @@ impl Host {
     }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) else {
-            return;
-        };
-        for e in entries.flatten() {
-            if let Some(pid) = std::fs::read_to_string(e.path().join("pid"))
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok())
-            {
-                // SAFETY: signalling a VMM this test started (its pid file
-                // is in this test's private run directory).
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-            }
-        }
-    }
-}
 
 /// The rows of a `block-list` / `network-list` after the header.
 fn rows(out: &str) -> Vec<Vec<String>> {

@@ -7,112 +7,20 @@
 //! Without a usable `/dev/kvm` the tests skip with a printed reason, except
 //! under `CI=true`, where that fails.
 
+mod common;
+
+use common::Host;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
-            false
-        }
-    }
+/// Methods only the lifecycle tests use.
+trait HostExt {
+    fn row(&self, name: &str) -> Option<String>;
 }
 
-/// A private run directory; its VMMs die with it.
-struct Host {
-    dir: tempfile::TempDir,
-}
-
-impl Host {
-    fn new(test: &str) -> Option<Host> {
-        kvm_usable(test).then(|| Host {
-            dir: tempfile::tempdir().expect("tempdir"),
-        })
-    }
-
-    fn run_dir(&self) -> PathBuf {
-        self.dir.path().join("run")
-    }
-
-    fn dump_dir(&self) -> PathBuf {
-        self.dir.path().join("dump")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_xkvm"));
-        c.args(args)
-            .env("XKVM_RUN_DIR", self.run_dir())
-            .env("XKVM_DUMP_DIR", self.dump_dir())
-            .env_remove("RUST_LOG")
-            .current_dir(self.dir.path());
-        c
-    }
-
-    fn xkvm(&self, args: &[&str]) -> Output {
-        self.cmd(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("running xkvm")
-    }
-
-    /// Runs `args` and insists on success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.xkvm(args);
-        assert!(
-            out.status.success(),
-            "xkvm {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `args`, insists on failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.xkvm(args);
-        assert!(
-            !out.status.success(),
-            "xkvm {args:?} should have failed: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
-    }
-
-    /// Writes `<name>.cfg` booting `guest`, with extra lines.
-    fn cfg(&self, name: &str, guest: &str, extra: &str) -> String {
-        let path = self.dir.path().join(format!("{name}.cfg"));
-        let text = format!(
-            "name = \"{name}\"\ntype = \"pvh\"\nkernel = \"{}\"\nmemory = 16\n{extra}\n",
-            xkvm_guests::path(guest).display()
-        );
-        std::fs::write(&path, text).expect("config");
-        path.display().to_string()
-    }
-
-    fn create(&self, name: &str, guest: &str, extra: &str) -> u32 {
-        let cfg = self.cfg(name, guest, extra);
-        self.ok(&["create", &cfg]);
-        self.domid(name)
-    }
-
-    fn domid(&self, name: &str) -> u32 {
-        self.ok(&["domid", name])
-            .trim()
-            .parse()
-            .expect("domid prints a number")
-    }
-
+impl HostExt for Host {
     /// The `xkvm list` row of `name`, if listed.
     fn row(&self, name: &str) -> Option<String> {
         self.ok(&["list"])
@@ -121,52 +29,8 @@ impl Host {
             .find(|l| l.split_whitespace().next() == Some(name))
             .map(str::to_owned)
     }
-
-    fn dmesg(&self, name: &str) -> String {
-        self.ok(&["dmesg", name])
-    }
-
-    fn domain_dir(&self, name: &str) -> PathBuf {
-        self.run_dir().join("domains").join(name)
-    }
-
-    /// Every VMM log, for failure messages.
-    fn logs(&self) -> String {
-        let mut s = String::new();
-        if let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) {
-            for e in entries.flatten() {
-                let log = std::fs::read_to_string(e.path().join("vmm.log")).unwrap_or_default();
-                s += &format!("--- {} vmm.log:\n{log}\n", e.path().display());
-            }
-        }
-        s
-    }
-
-    fn vmm_pids(&self) -> Vec<i32> {
-        let mut pids = Vec::new();
-        if let Ok(entries) = std::fs::read_dir(self.run_dir().join("domains")) {
-            for e in entries.flatten() {
-                if let Some(pid) = std::fs::read_to_string(e.path().join("pid"))
-                    .ok()
-                    .and_then(|p| p.trim().parse().ok())
-                {
-                    pids.push(pid);
-                }
-            }
-        }
-        pids
-    }
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        for pid in self.vmm_pids() {
-            // SAFETY: signalling a VMM this test started (its pid file is in
-            // this test's private run directory).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-}
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
