@@ -56,7 +56,6 @@ impl HostExt for Host {
     }
 }
 
-
 /// The rows of a `block-list` / `network-list` after the header.
 fn rows(out: &str) -> Vec<Vec<String>> {
     out.lines()

@@ -31,7 +31,6 @@ impl HostExt for Host {
     }
 }
 
-
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !f() {
