@@ -96,6 +96,9 @@ pub struct VmConfig {
     pub nested_hvm: bool,
     /// Advertise x2APIC/APIC-access virtualisation in the HVM leaf (`xen_vapic`).
     pub xen_vapic: bool,
+    /// xl.cfg's `cpuid=` policy, applied over the default CPUID per vCPU
+    /// ([`cpuid::apply_policy`]); empty: the default as is.
+    pub cpuid_policy: Vec<cpuid::CpuidOverride>,
     pub timer_mode: TimerMode,
     /// `max_grant_frames` (libxl default 64).
     pub max_grant_frames: u32,
@@ -144,6 +147,7 @@ impl VmConfig {
             apic: true,
             nested_hvm: false,
             xen_vapic: false,
+            cpuid_policy: Vec::new(),
             timer_mode: TimerMode::default(),
             max_grant_frames: 64,
             max_event_channels: 1023,

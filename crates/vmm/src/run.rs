@@ -342,7 +342,14 @@ fn run_inner(
             tsc_khz: fd.get_tsc_khz().unwrap_or(0),
             hypercall_msr,
         };
-        let entries = cpuid::build(host_cpuid.as_slice(), &ccfg, id, acpi::apic_id(id));
+        let mut entries = cpuid::build(host_cpuid.as_slice(), &ccfg, id, acpi::apic_id(id));
+        cpuid::apply_policy(
+            &mut entries,
+            host_cpuid.as_slice(),
+            &ccfg,
+            &config.cpuid_policy,
+        )
+        .map_err(VmmError::Config)?;
         let cpuid = kvm_bindings::CpuId::from_entries(&entries)
             .map_err(|e| VmmError::Config(format!("CPUID table: {e:?}")))?;
         fd.set_cpuid2(&cpuid)

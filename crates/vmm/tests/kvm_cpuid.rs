@@ -172,3 +172,142 @@ fn apic_0_hides_the_apic_from_cpuid_at_run_time() {
         );
     }
 }
+
+/// Prints CPUID.1 EBX, ECX, EDX and CPUID.7.0 EBX (16 bytes).
+fn features_guest() -> Vec<u8> {
+    let mut c: Vec<u8> = Vec::new();
+    let imm = |c: &mut Vec<u8>, op: &[u8], v: u32| {
+        c.extend_from_slice(op);
+        c.extend_from_slice(&v.to_le_bytes());
+    };
+    imm(&mut c, &[0xbc], 0x8_0000);
+    imm(&mut c, &[0xb9], 0x4000_0000);
+    imm(&mut c, &[0xb8], HCALL_PAGE);
+    c.extend_from_slice(&[0x31, 0xd2, 0x0f, 0x30]);
+    imm(&mut c, &[0xb8], 1);
+    c.extend_from_slice(&[0x31, 0xc9, 0x0f, 0xa2]); // cpuid
+    imm(&mut c, &[0x89, 0x1d], BASE + OUT); // mov [OUT], ebx
+    imm(&mut c, &[0x89, 0x0d], BASE + OUT + 4); // mov [OUT+4], ecx
+    imm(&mut c, &[0x89, 0x15], BASE + OUT + 8); // mov [OUT+8], edx
+    imm(&mut c, &[0xb8], 7);
+    c.extend_from_slice(&[0x31, 0xc9, 0x0f, 0xa2]); // cpuid
+    imm(&mut c, &[0x89, 0x1d], BASE + OUT + 12); // mov [OUT+12], ebx
+    let call = |c: &mut Vec<u8>, nr: u32| {
+        let next = BASE + c.len() as u32 + 5;
+        imm(c, &[0xe8], (HCALL_PAGE + nr * 32).wrapping_sub(next));
+    };
+    imm(&mut c, &[0xbb], 0);
+    imm(&mut c, &[0xb9], 16);
+    imm(&mut c, &[0xba], BASE + OUT);
+    call(&mut c, 18);
+    imm(&mut c, &[0xbb], 2);
+    imm(&mut c, &[0xb9], BASE + REASON);
+    call(&mut c, 29);
+    c.extend_from_slice(&[0xf4, 0xeb, 0xfd]);
+    c.resize(0xa00, 0);
+    c
+}
+
+/// `bits` (bit number → character) over all-`x`, bit 31 first: a register
+/// of xl.cfg's `cpuid=` as libxl stores it.
+fn policy(bits: &[(u32, char)]) -> Option<String> {
+    let mut p = vec![b'x'; 32];
+    for &(bit, c) in bits {
+        p[31 - bit as usize] = c as u8;
+    }
+    Some(String::from_utf8(p).expect("ascii"))
+}
+
+fn features_with(p: Vec<vmm::cpuid::CpuidOverride>) -> Result<[u32; 4], vmm::VmmError> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kernel = dir.path().join("kernel");
+    std::fs::write(
+        &kernel,
+        image(
+            false,
+            u64::from(BASE),
+            &features_guest(),
+            0,
+            BASE,
+            NoteVia::ProgramHeader,
+        ),
+    )
+    .expect("write kernel");
+    let mut cfg = VmConfig::new("cpuid-policy", &kernel);
+    cfg.cpuid_policy = p;
+    let o = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))?;
+    assert_eq!(o.exit, DomainExit::Poweroff);
+    let r = &o.hypervisor_log;
+    assert_eq!(r.len(), 16, "{r:x?}");
+    Ok([word(r, 0), word(r, 1), word(r, 2), word(r, 3)])
+}
+
+/// KVM's own answer for leaf 7.0 EBX, to tell whether this host's KVM
+/// hands the guest what KVM_SET_CPUID2 said there: some nested hosts
+/// answer leaf 7 themselves, whatever the table holds.
+fn supported_leaf7_ebx() -> Option<u32> {
+    let kvm = kvm_ioctls::Kvm::new().ok()?;
+    let c = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .ok()?;
+    c.as_slice()
+        .iter()
+        .find(|e| e.function == 7 && e.index == 0)
+        .map(|e| e.ebx)
+}
+
+#[test]
+fn cpuid_policy_is_what_the_guest_sees() {
+    if !kvm_available() {
+        return;
+    }
+    let [ebx1, ecx1, edx1, ebx7] = features_with(Vec::new()).expect("default run");
+    let o = |leaf, subleaf, regs| vmm::cpuid::CpuidOverride {
+        leaf,
+        subleaf,
+        regs,
+    };
+    let p = vec![
+        // cpuid = "host,bmi1=0,x2apic=0"
+        o(7, Some(0), [None, policy(&[(3, '0')]), None, None]),
+        // cpuid = ["0x1:ebx=...1..0.., ecx=0..., edx=kkk..."]: force the
+        // CLFLUSH size's bit 8 on and bit 11 off, hide the hypervisor bit
+        // and (as x2apic=0 does) x2APIC.
+        o(
+            1,
+            None,
+            [
+                None,
+                policy(&[(8, '1'), (11, '0')]),
+                policy(&[(31, '0'), (21, '0')]),
+                Some("k".repeat(32)),
+            ],
+        ),
+    ];
+    let [pebx1, pecx1, pedx1, pebx7] = features_with(p).expect("policy run");
+    assert_eq!(pebx1, (ebx1 | 1 << 8) & !(1 << 11), "leaf 1 ebx");
+    assert_ne!(
+        ecx1 & (1 << 31 | 1 << 21),
+        0,
+        "default has hypervisor/x2apic"
+    );
+    assert_eq!(pecx1, ecx1 & !(1 << 31 | 1 << 21), "leaf 1 ecx");
+    assert_eq!(pedx1, edx1, "leaf 1 edx");
+    if supported_leaf7_ebx() == Some(ebx7) {
+        assert_eq!(
+            pebx7,
+            ebx7 & !(1 << 3),
+            "leaf 7 ebx (host bmi1: {})",
+            ebx7 & 8 != 0
+        );
+    } else {
+        eprintln!(
+            "leaf 7 not checked: this KVM answers leaf 7.0 EBX {ebx7:#x} whatever \
+             KVM_SET_CPUID2 says (nested host?)"
+        );
+    }
+    // A hypervisor leaf is refused before the guest runs.
+    let bad = vec![o(0x4000_0000, None, [policy(&[]), None, None, None])];
+    let err = features_with(bad).expect_err("refused").to_string();
+    assert!(err.contains("hypervisor leaf"), "{err}");
+}

@@ -386,7 +386,10 @@ mod tests {
         ));
         let vm = vm_config(&cfg, 1).expect("maps");
         assert_eq!(vm.cpuid_policy.len(), 2);
-        assert_eq!(vm.cpuid_policy[0].regs[2].as_deref(), Some(&line[6..]));
+        assert_eq!(
+            vm.cpuid_policy[0].regs[2].as_deref(),
+            Some(&line["0x1:ecx=".len()..])
+        );
         assert_eq!(
             (vm.cpuid_policy[1].leaf, vm.cpuid_policy[1].subleaf),
             (0xd, Some(1))
