@@ -44,6 +44,33 @@ pub trait GrantTable: Send + Sync {
     fn copy_from(&self, gref: u32, offset: u16, buf: &mut [u8]) -> Result<(), GrantError>;
     /// `GNTTABOP_copy` from `data` into granted page `gref`.
     fn copy_to(&self, gref: u32, offset: u16, data: &[u8]) -> Result<(), GrantError>;
+    /// [`Self::map`] of every `(gref, writable)`, all or nothing: on the
+    /// first failure (index and error) nothing of the batch stays mapped.
+    fn map_batch(&self, grants: &[(u32, bool)]) -> Result<Vec<GrantMapping>, (usize, GrantError)> {
+        let mut done: Vec<GrantMapping> = Vec::with_capacity(grants.len());
+        for (i, &(gref, writable)) in grants.iter().enumerate() {
+            match self.map(gref, writable) {
+                Ok(m) => done.push(m),
+                Err(e) => {
+                    for m in done.iter().rev() {
+                        let _ = self.unmap(m.handle);
+                    }
+                    return Err((i, e));
+                }
+            }
+        }
+        Ok(done)
+    }
+    /// [`Self::unmap`] of every handle; the first failure is reported.
+    fn unmap_batch(&self, handles: &[u32]) -> Result<(), (usize, GrantError)> {
+        let mut first = None;
+        for (i, &h) in handles.iter().enumerate() {
+            if let Err(e) = self.unmap(h) {
+                first.get_or_insert((i, e));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
 }
 
 impl GrantTable for Domain {
@@ -64,6 +91,12 @@ impl GrantTable for Domain {
     }
     fn copy_to(&self, gref: u32, offset: u16, data: &[u8]) -> Result<(), GrantError> {
         self.grant_copy_to_guest(CopyEnd::Grant { gref, offset }, data)
+    }
+    fn map_batch(&self, grants: &[(u32, bool)]) -> Result<Vec<GrantMapping>, (usize, GrantError)> {
+        self.grant_map_batch(grants)
+    }
+    fn unmap_batch(&self, handles: &[u32]) -> Result<(), (usize, GrantError)> {
+        self.grant_unmap_batch(handles)
     }
 }
 
@@ -428,19 +461,17 @@ impl<'t> Held<'t> {
         pieces: &[GrantRange],
         writable: bool,
     ) -> Result<Self, GrantError> {
-        let mut held = Held(Vec::with_capacity(pieces.len()), table);
-        for p in pieces {
-            held.0.push(table.map(p.gref, writable)?);
-        }
-        Ok(held)
+        // One batch: the grant locks are taken once for all the pages.
+        let grants: Vec<(u32, bool)> = pieces.iter().map(|p| (p.gref, writable)).collect();
+        let maps = table.map_batch(&grants).map_err(|(_, e)| e)?;
+        Ok(Held(maps, table))
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        for m in self.0.drain(..) {
-            let _ = self.1.unmap(m.handle);
-        }
+        let handles: Vec<u32> = self.0.drain(..).map(|m| m.handle).collect();
+        let _ = self.1.unmap_batch(&handles);
     }
 }
 

@@ -39,6 +39,9 @@
 //! - [`Domain::grant_unmap`]`(handle)` (`GNTST_bad_handle` if unknown);
 //!   the last mapping of an entry clears the flags.
 //!   [`Domain::grant_unmap_all`] on teardown.
+//! - [`Domain::grant_map_batch`] / [`Domain::grant_unmap_batch`]: the same
+//!   for many grants under one lock (a map batch is all or nothing), as a
+//!   backend maps a request's segments or a frame's slots.
 //! - [`Domain::grant_copy_from_guest`]`(CopyEnd, &mut buf)`,
 //!   [`Domain::grant_copy_to_guest`]`(CopyEnd, &data)`,
 //!   [`Domain::grant_copy`]`(src, dst, len)`: `GNTTABOP_copy`; a

@@ -17,6 +17,7 @@
 
 use crate::domain::Domain;
 use crate::gnttab::active::{GrantError, Mapping};
+use crate::gnttab::GrantTable;
 use crate::guest::Gpa;
 use crate::types::GrantRef;
 
@@ -113,6 +114,50 @@ impl Domain {
         let entry = self.grant_entry_gpa(m.gref);
         act.unpin(&*self.mem, entry, m.gref, m.writable);
         Ok(())
+    }
+
+    /// [`Self::grant_map`] of every `(gref, writable)` of `grants`, in
+    /// order, under one hold of the grant locks (a backend maps all the
+    /// pages of one request or frame at once). All or nothing: on the first
+    /// failure nothing stays mapped or pinned (flags set by the batch are
+    /// cleared again) and the failing index is returned with its error,
+    /// the one `grant_map` would have given.
+    pub fn grant_map_batch(
+        &self,
+        grants: &[(u32, bool)],
+    ) -> Result<Vec<GrantMapping>, (usize, GrantError)> {
+        let pins: Vec<(Result<Gpa, GrantError>, u32, bool)> = {
+            let st = self.state();
+            grants
+                .iter()
+                .map(|&(gref, w)| (entry_in(&st.gnttab, gref), gref, w))
+                .collect()
+        };
+        let mut made = Vec::with_capacity(grants.len());
+        self.active_grants()
+            .map_batch(&*self.mem, &pins, self.config.backend_domid, &mut made)?;
+        Ok(grants
+            .iter()
+            .zip(made)
+            .map(|(&(gref, writable), (handle, frame))| GrantMapping {
+                handle,
+                gref,
+                frame,
+                writable,
+            })
+            .collect())
+    }
+
+    /// [`Self::grant_unmap`] of every handle of `handles` under one hold of
+    /// the grant locks. Every valid handle is unmapped; the first bad one
+    /// (`GNTST_bad_handle`) is returned with its index.
+    pub fn grant_unmap_batch(&self, handles: &[u32]) -> Result<(), (usize, GrantError)> {
+        // Lock order as in `grant_unmap`: the active grants, then the table.
+        let mut act = self.active_grants();
+        let st = self.state();
+        act.unmap_batch(&*self.mem, handles, |gref| {
+            st.gnttab.entry_gpa(GrantRef(gref)).ok().flatten()
+        })
     }
 
     /// Unmaps every backend mapping (backend teardown, domain destruction).
@@ -226,14 +271,7 @@ impl Domain {
     /// The entry of `gref`: past the table → `GNTST_bad_gntref`; in a frame
     /// the guest never mapped → not granted (`GNTST_general_error`).
     pub(crate) fn grant_entry(&self, gref: u32) -> Result<Gpa, GrantError> {
-        match self.state().gnttab.entry_gpa(GrantRef(gref)) {
-            Err(()) => Err(GrantError::BadGntref(gref)),
-            Ok(None) => Err(GrantError::General {
-                gref,
-                why: "entry does not grant access to the backend domain",
-            }),
-            Ok(Some(g)) => Ok(g),
-        }
+        entry_in(&self.state().gnttab, gref)
     }
 
     pub(crate) fn active_grants(
@@ -287,6 +325,18 @@ impl Domain {
             let entry = self.grant_entry_gpa(gref);
             self.active_grants().unpin(&*self.mem, entry, gref, w);
         }
+    }
+}
+
+/// The entry of `gref` in `gt` (see [`Domain::grant_entry`]).
+fn entry_in(gt: &GrantTable, gref: u32) -> Result<Gpa, GrantError> {
+    match gt.entry_gpa(GrantRef(gref)) {
+        Err(()) => Err(GrantError::BadGntref(gref)),
+        Ok(None) => Err(GrantError::General {
+            gref,
+            why: "entry does not grant access to the backend domain",
+        }),
+        Ok(Some(g)) => Ok(g),
     }
 }
 
