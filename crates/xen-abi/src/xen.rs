@@ -74,6 +74,12 @@ pub const CONSOLEIO_READ: u64 = 1;
 // vm_assist (`VMASST_*`).
 pub const VMASST_CMD_ENABLE: u64 = 0;
 pub const VMASST_CMD_DISABLE: u64 = 1;
+/// The one assist an HVM/PVH guest may use: Xen sets
+/// [`XEN_RUNSTATE_UPDATE`] in `state_entry_time` while it rewrites the
+/// runstate area, so other vCPUs can read it consistently.
+pub const VMASST_TYPE_RUNSTATE_UPDATE_FLAG: u64 = 5;
+/// Bit 63 of `vcpu_runstate_info.state_entry_time`: an update is under way.
+pub const XEN_RUNSTATE_UPDATE: u64 = 1 << 63;
 
 // start_info flags (`SIF_*`), also used in `hvm_start_info.flags`.
 pub const SIF_PRIVILEGED: u32 = 1 << 0;

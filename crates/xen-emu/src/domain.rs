@@ -2,7 +2,7 @@
 //! VMM uses as the toolstack and as the backend end of event channels.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use xen_abi::grant_table::{GrantEntryV1, GTF_PERMIT_ACCESS};
@@ -243,6 +243,9 @@ pub struct Domain {
     pub(crate) vcpus: Vec<Mutex<crate::vcpu::VcpuState>>,
     /// PIRQs of an HVM guest with `has_pirq`.
     pub(crate) pirqs: Mutex<crate::pirq::PirqTable>,
+    /// `HYPERVISOR_vm_assist` bits the guest enabled (Xen's
+    /// `d->vm_assist`).
+    pub(crate) vm_assist: AtomicU64,
 }
 
 impl Drop for Domain {
@@ -312,6 +315,7 @@ impl Domain {
             evtchn: Mutex::new(evtchn),
             active: Mutex::new(Default::default()),
             warned: Mutex::new(HashSet::new()),
+            vm_assist: AtomicU64::new(0),
         }
     }
 
@@ -358,10 +362,18 @@ impl Domain {
     pub(crate) fn warn_once(&self, nr: u64, sub: u64, what: &str) {
         let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         if w.insert((nr, sub)) {
-            tracing::warn!(
-                domid = self.config.domid,
-                "unimplemented {what} (hypercall {nr}, sub-op {sub}): -ENOSYS"
-            );
+            if sub == u64::MAX {
+                // The whole hypercall, not one of its sub-ops.
+                tracing::warn!(
+                    domid = self.config.domid,
+                    "unimplemented {what} (hypercall {nr}): -ENOSYS"
+                );
+            } else {
+                tracing::warn!(
+                    domid = self.config.domid,
+                    "unimplemented {what} (hypercall {nr}, sub-op {sub}): -ENOSYS"
+                );
+            }
         }
     }
 

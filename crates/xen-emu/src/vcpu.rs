@@ -141,15 +141,57 @@ impl Domain {
         }
     }
 
+    /// Xen's `update_runstate_area`: with the runstate-update assist on,
+    /// `XEN_RUNSTATE_UPDATE` is set in `state_entry_time` (its top byte
+    /// first) before the rest is written and cleared after, each step
+    /// ordered, so a reader on another vCPU can tell a torn copy.
     pub(crate) fn write_runstate(&self, a: Area, compat: bool, rs: &Runstate) {
+        let flagged = self.vm_assist.load(Ordering::SeqCst)
+            & (1 << xen_abi::xen::VMASST_TYPE_RUNSTATE_UPDATE_FLAG)
+            != 0;
+        // Offset of the byte holding bit 63 of `state_entry_time`.
+        let top = if compat { 11 } else { 15 };
+        let mut shown = *rs;
+        if flagged {
+            shown.entry_ns |= xen_abi::xen::XEN_RUNSTATE_UPDATE;
+            let _ = self.write_area_at(a, top, &[(shown.entry_ns >> 56) as u8]);
+            std::sync::atomic::fence(Ordering::Release);
+        }
         let r = if compat {
-            self.write_area(a, rs.info_compat().as_bytes())
+            self.write_area(a, shown.info_compat().as_bytes())
         } else {
-            self.write_area(a, rs.info().as_bytes())
+            self.write_area(a, shown.info().as_bytes())
         };
         if r.is_err() {
             tracing::debug!("runstate area at {:#x} is not guest memory", a.first);
+            return;
         }
+        if flagged {
+            std::sync::atomic::fence(Ordering::Release);
+            let _ = self.write_area_at(a, top, &[(rs.entry_ns >> 56) as u8]);
+        }
+    }
+
+    /// Writes `bytes` at offset `off` of area `a` (which may cross a page).
+    fn write_area_at(
+        &self,
+        a: Area,
+        off: usize,
+        bytes: &[u8],
+    ) -> Result<(), crate::guest::MemError> {
+        for (i, b) in bytes.iter().enumerate() {
+            let at = off + i;
+            let gpa = if at < a.first_len {
+                a.first + at as u64
+            } else {
+                match a.second {
+                    Some(s) => s + (at - a.first_len) as u64,
+                    None => return Err(crate::guest::MemError::Unbacked(a.first + at as u64)),
+                }
+            };
+            self.mem.write(gpa, std::slice::from_ref(b))?;
+        }
+        Ok(())
     }
 
     pub(crate) fn write_area(&self, a: Area, bytes: &[u8]) -> Result<(), crate::guest::MemError> {
@@ -190,5 +232,111 @@ impl Domain {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8};
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::guest::{GuestMemory, MemError};
+    use crate::testing::{FakeMemory, FakePlatform};
+    use crate::DomainConfig;
+
+    /// Guest memory that only records what is written where, in order.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(Gpa, Vec<u8>)>>);
+
+    impl GuestMemory for Recorder {
+        fn read(&self, gpa: Gpa, _: &mut [u8]) -> Result<(), MemError> {
+            Err(MemError::Unbacked(gpa))
+        }
+        fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((gpa, data.to_vec()));
+            Ok(())
+        }
+        fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
+            Err(MemError::Unbacked(gpa))
+        }
+        fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
+            Err(MemError::Unbacked(gpa))
+        }
+        fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
+            Err(MemError::Unbacked(gpa))
+        }
+        fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
+            Err(MemError::Unbacked(gpa))
+        }
+    }
+
+    fn writes_of(assist: bool, compat: bool, area: Area) -> Vec<(Gpa, Vec<u8>)> {
+        let rec = Arc::new(Recorder::default());
+        let plat = Arc::new(FakePlatform::new(Arc::new(FakeMemory::new(1 << 20, 1))));
+        let d = Domain::new(DomainConfig::default(), rec.clone(), plat);
+        if assist {
+            d.vm_assist.store(1 << 5, Ordering::SeqCst);
+        }
+        let rs = Runstate {
+            state: 1,
+            entry_ns: 0x0123_4567_89ab_cdef,
+            time: [1, 2, 3, 4],
+        };
+        d.write_runstate(area, compat, &rs);
+        let w = rec.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        w
+    }
+
+    #[test]
+    fn without_the_assist_the_area_is_written_once() {
+        let area = Area {
+            first: 0x3000,
+            first_len: 4096,
+            second: None,
+        };
+        let w = writes_of(false, false, area);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, 0x3000);
+        assert_eq!(w[0].1[8..16], 0x0123_4567_89ab_cdefu64.to_le_bytes());
+    }
+
+    /// Xen's `update_runstate_area`: top byte with `XEN_RUNSTATE_UPDATE`,
+    /// the whole area with it, then the top byte without it.
+    #[test]
+    fn the_runstate_update_flag_brackets_the_write() {
+        let entry = 0x0123_4567_89ab_cdefu64;
+        let flagged = entry | xen_abi::xen::XEN_RUNSTATE_UPDATE;
+        for (compat, at) in [(false, 8usize), (true, 4)] {
+            let area = Area {
+                first: 0x3000,
+                first_len: 4096,
+                second: None,
+            };
+            let w = writes_of(true, compat, area);
+            let top = 0x3000 + at as u64 + 7;
+            assert_eq!(w.len(), 3, "compat {compat}");
+            assert_eq!(w[0], (top, vec![(flagged >> 56) as u8]));
+            assert_eq!(w[1].0, 0x3000);
+            assert_eq!(w[1].1[at..at + 8], flagged.to_le_bytes(), "compat {compat}");
+            assert_eq!(w[2], (top, vec![(entry >> 56) as u8]));
+        }
+    }
+
+    #[test]
+    fn the_flag_byte_follows_an_area_across_a_page() {
+        // 10 bytes in the first page: the top byte (offset 15) is in the
+        // second.
+        let area = Area {
+            first: 0x3ff6,
+            first_len: 10,
+            second: Some(0x9000),
+        };
+        let w = writes_of(true, false, area);
+        assert_eq!(w[0].0, 0x9000 + 5);
+        assert_eq!(w.last().map(|x| x.0), Some(0x9000 + 5));
     }
 }

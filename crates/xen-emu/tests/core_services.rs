@@ -954,3 +954,20 @@ fn pagetable_dying_is_einval_on_hap_and_esrch_for_unknown_domains() {
         -ESRCH
     );
 }
+
+#[test]
+fn vm_assist_allows_only_the_runstate_update_flag() {
+    use xen_abi::xen::{HYPERVISOR_VM_ASSIST as VA, VMASST_CMD_DISABLE, VMASST_CMD_ENABLE};
+    let mut t = h();
+    assert_eq!(t.call(VA, &[VMASST_CMD_ENABLE, 5]), 0);
+    assert_eq!(t.call(VA, &[VMASST_CMD_DISABLE, 5]), 0);
+    // `unsigned int` arguments: the upper halves are ignored.
+    assert_eq!(
+        t.call(VA, &[(1 << 32) | VMASST_CMD_ENABLE, (1 << 32) | 5]),
+        0
+    );
+    for ty in [0, 1, 2, 3, 4, 6, 32, 63, 64, 1000] {
+        assert_eq!(t.call(VA, &[VMASST_CMD_ENABLE, ty]), neg(22), "type {ty}");
+    }
+    assert_eq!(t.call(VA, &[7, 5]), neg(38), "unknown command");
+}

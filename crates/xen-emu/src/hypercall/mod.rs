@@ -11,6 +11,7 @@ pub mod reservation;
 pub mod sched_op;
 pub mod vcpu_op;
 pub mod version;
+pub mod vm_assist;
 
 use xen_abi::xen as x;
 
@@ -111,6 +112,7 @@ pub(crate) fn dispatch(d: &Domain, vcpu: &mut dyn VcpuContext, nr: u64, args: [u
         x::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op(&mut call),
         x::HYPERVISOR_VCPU_OP => vcpu_op::vcpu_op(&mut call),
         x::HYPERVISOR_PHYSDEV_OP => physdev_op::physdev_op(&mut call),
+        x::HYPERVISOR_VM_ASSIST => vm_assist::vm_assist(&mut call),
         x::HYPERVISOR_SET_TIMER_OP => {
             let timeout = match mode {
                 GuestMode::Long64 => args[0] as i64,
