@@ -12,25 +12,11 @@
 //! `cargo test --release -p xkvm --test linux_guest -- --ignored`.
 //! Skips without /dev/kvm unless CI=true.
 
+mod common;
+
+use common::kvm_usable;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
-            false
-        }
-    }
-}
 
 #[test]
 #[ignore = "long: builds and boots a Linux kernel (see docs/linux-guest.md)"]

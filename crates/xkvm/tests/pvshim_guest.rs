@@ -15,25 +15,11 @@
 //!
 //! Skips without /dev/kvm unless CI=true.
 
+mod common;
+
+use common::kvm_usable;
 use std::path::Path;
 use std::process::Command;
-
-fn kvm_usable(test: &str) -> bool {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => true,
-        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{test}: /dev/kvm is not usable ({e}) and CI=true")
-        }
-        Err(e) => {
-            eprintln!("{test}: skipped: /dev/kvm is not usable ({e})");
-            false
-        }
-    }
-}
 
 #[test]
 #[ignore = "boots Xen's PV shim: minutes on hosts without VMX/SVM"]
