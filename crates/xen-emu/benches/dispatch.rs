@@ -10,107 +10,16 @@
 //! that the 2-level bits go through `two_level::Mapped` as in a real VM.
 
 use std::hint::black_box;
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use xen_abi::event_channel::*;
 use xen_abi::memory::XenAddToPhysmap;
 use xen_abi::xen::*;
-use xen_emu::guest::{Gpa, GuestMemory, MemError};
-use xen_emu::platform::{MapError, Platform, ShutdownReason, SpecialPage, Upcall};
-use xen_emu::testing::{FakeMemory, FakePlatform, FakeVcpu};
+use xen_emu::guest::{Gpa, GuestMemory};
+use xen_emu::testing::{DirectMemory, DirectPlatform, FakeMemory, FakePlatform, FakeVcpu};
 use xen_emu::{Domain, DomainConfig};
-
-/// Flat guest RAM with host pointers (`host_range`), the way the VMM's
-/// memory behaves for shared_info and vcpu_info.
-struct DirectMemory {
-    words: Box<[AtomicU64]>,
-}
-
-impl DirectMemory {
-    fn new(bytes: usize) -> Self {
-        Self {
-            words: (0..bytes / 8).map(|_| AtomicU64::new(0)).collect(),
-        }
-    }
-
-    fn ptr(&self, gpa: Gpa, len: usize) -> Result<*mut u8, MemError> {
-        let end = gpa.checked_add(len as u64).ok_or(MemError::Unbacked(gpa))?;
-        if len == 0 || end > self.words.len() as u64 * 8 {
-            return Err(MemError::Unbacked(gpa));
-        }
-        Ok((self.words.as_ptr() as *mut u8).wrapping_add(gpa as usize))
-    }
-
-    fn atomic<T>(&self, gpa: Gpa) -> Result<&T, MemError> {
-        let size = std::mem::size_of::<T>();
-        if gpa % size as u64 != 0 {
-            return Err(MemError::Misaligned(gpa));
-        }
-        let p = self.ptr(gpa, size)?;
-        // SAFETY: `size` aligned bytes inside `words`, which live as long
-        // as `self`; every access to them is atomic.
-        Ok(unsafe { &*(p as *const T) })
-    }
-}
-
-impl GuestMemory for DirectMemory {
-    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
-        for (i, b) in buf.iter_mut().enumerate() {
-            *b = self
-                .atomic::<AtomicU8>(gpa + i as u64)?
-                .load(Ordering::Relaxed);
-        }
-        Ok(())
-    }
-    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
-        for (i, b) in data.iter().enumerate() {
-            self.atomic::<AtomicU8>(gpa + i as u64)?
-                .store(*b, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-    fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
-        self.atomic(gpa)
-    }
-    fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
-        self.atomic(gpa)
-    }
-    fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
-        self.atomic(gpa)
-    }
-    fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
-        self.atomic(gpa)
-    }
-    fn host_range(&self, gpa: Gpa, len: usize) -> Option<NonNull<u8>> {
-        if gpa / 4096 != (gpa + len.max(1) as u64 - 1) / 4096 {
-            return None;
-        }
-        NonNull::new(self.ptr(gpa, len).ok()?)
-    }
-}
-
-/// A platform whose special pages are the RAM frames the guest names
-/// (enough for shared_info) and whose upcalls cost nothing.
-struct DirectPlatform;
-
-impl Platform for DirectPlatform {
-    fn upcall(&self, vcpu: u32, upcall: Upcall) {
-        black_box((vcpu, upcall));
-    }
-    fn map_special_page(&self, _: SpecialPage, _: u64) -> Result<(), MapError> {
-        Ok(())
-    }
-    fn set_pvclock_area(&self, _: u32, _: Gpa) {}
-    fn shutdown(&self, _: ShutdownReason) {}
-    fn console_io_write(&self, _: &[u8]) {}
-    fn kick(&self, _: u32) {}
-    fn system_time_ns(&self) -> u64 {
-        1_000_000
-    }
-}
 
 /// `EVTCHNOP_send` on a loopback channel with [`DirectMemory`]: shared_info
 /// at frame 0x80, the bits cleared before each send so each does the full

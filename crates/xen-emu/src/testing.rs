@@ -444,3 +444,111 @@ impl Platform for FakePlatform {
         }
     }
 }
+
+/// Flat guest RAM from address 0 that, like the VMM's memory, hands out
+/// host pointers (`host_range`, within one 4 KiB page) unless built
+/// without them, so the host-pointer paths (cached 2-level event words,
+/// direct backend I/O) are what runs. No access log, no locks.
+pub struct DirectMemory {
+    words: Box<[AtomicU64]>,
+    direct: bool,
+}
+
+impl DirectMemory {
+    /// `bytes` of zeroed RAM with host pointers.
+    pub fn new(bytes: usize) -> Self {
+        Self::with_direct(bytes, true)
+    }
+
+    /// `bytes` of zeroed RAM; `direct`: whether `host_range` answers.
+    pub fn with_direct(bytes: usize, direct: bool) -> Self {
+        Self {
+            words: (0..bytes.div_ceil(8)).map(|_| AtomicU64::new(0)).collect(),
+            direct,
+        }
+    }
+
+    /// Every word of RAM, for comparing two memories.
+    pub fn dump(&self) -> Vec<u64> {
+        self.words
+            .iter()
+            .map(|w| w.load(Ordering::SeqCst))
+            .collect()
+    }
+
+    fn ptr(&self, gpa: Gpa, len: usize) -> Result<*mut u8, MemError> {
+        let end = gpa.checked_add(len as u64).ok_or(MemError::Unbacked(gpa))?;
+        if len == 0 || end > self.words.len() as u64 * 8 {
+            return Err(MemError::Unbacked(gpa));
+        }
+        Ok((self.words.as_ptr() as *mut u8).wrapping_add(gpa as usize))
+    }
+
+    fn atomic<T>(&self, gpa: Gpa) -> Result<&T, MemError> {
+        let size = std::mem::size_of::<T>();
+        if gpa % size as u64 != 0 {
+            return Err(MemError::Misaligned(gpa));
+        }
+        let p = self.ptr(gpa, size)?;
+        // SAFETY: `size` aligned bytes inside `words`, which live as long
+        // as `self`; every access to them is atomic.
+        Ok(unsafe { &*(p as *const T) })
+    }
+}
+
+impl GuestMemory for DirectMemory {
+    fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = self
+                .atomic::<AtomicU8>(gpa + i as u64)?
+                .load(Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
+        for (i, b) in data.iter().enumerate() {
+            self.atomic::<AtomicU8>(gpa + i as u64)?
+                .store(*b, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
+        self.atomic(gpa)
+    }
+    fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
+        self.atomic(gpa)
+    }
+    fn host_range(&self, gpa: Gpa, len: usize) -> Option<std::ptr::NonNull<u8>> {
+        if !self.direct || gpa / 4096 != (gpa + len.max(1) as u64 - 1) / 4096 {
+            return None;
+        }
+        std::ptr::NonNull::new(self.ptr(gpa, len).ok()?)
+    }
+}
+
+/// A platform for benchmarks: special pages are the RAM frames the guest
+/// names (enough for shared_info on [`DirectMemory`]), upcalls cost
+/// nothing and nothing is recorded.
+pub struct DirectPlatform;
+
+impl Platform for DirectPlatform {
+    fn upcall(&self, vcpu: u32, upcall: Upcall) {
+        std::hint::black_box((vcpu, upcall));
+    }
+    fn map_special_page(&self, _: SpecialPage, _: u64) -> Result<(), MapError> {
+        Ok(())
+    }
+    fn set_pvclock_area(&self, _: u32, _: Gpa) {}
+    fn shutdown(&self, _: ShutdownReason) {}
+    fn console_io_write(&self, _: &[u8]) {}
+    fn kick(&self, _: u32) {}
+    fn system_time_ns(&self) -> u64 {
+        1_000_000
+    }
+}

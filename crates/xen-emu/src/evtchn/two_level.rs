@@ -313,89 +313,16 @@ impl Mapped {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU16, AtomicU64};
 
     use proptest::prelude::*;
 
     use super::*;
 
-    /// Page-backed guest memory that, like the VMM's, hands out host
-    /// pointers (`host_range`), so that [`Mapped`] is exercised.
-    struct Pages {
-        words: Box<[AtomicU64]>,
-        direct: bool,
-    }
+    use crate::testing::DirectMemory;
 
-    impl Pages {
-        fn new(pages: usize, direct: bool) -> Self {
-            Self {
-                words: (0..pages * 512).map(|_| AtomicU64::new(0)).collect(),
-                direct,
-            }
-        }
-
-        fn ptr(&self, gpa: Gpa, len: u64) -> Result<*mut u8, MemError> {
-            let end = gpa.checked_add(len).ok_or(MemError::Unbacked(gpa))?;
-            if len == 0 || gpa / 4096 != (end - 1) / 4096 || end > self.words.len() as u64 * 8 {
-                return Err(MemError::Unbacked(gpa));
-            }
-            let base = self.words.as_ptr() as *mut u8;
-            Ok(base.wrapping_add(gpa as usize))
-        }
-
-        fn atomic<T>(&self, gpa: Gpa) -> Result<&T, MemError> {
-            let size = std::mem::size_of::<T>() as u64;
-            if gpa % size != 0 {
-                return Err(MemError::Misaligned(gpa));
-            }
-            let p = self.ptr(gpa, size)?;
-            // SAFETY: `p` is `size` aligned bytes inside `words`, which
-            // live as long as `self`; all accesses are atomic.
-            Ok(unsafe { &*(p as *const T) })
-        }
-
-        fn dump(&self) -> Vec<u64> {
-            self.words
-                .iter()
-                .map(|w| w.load(Ordering::SeqCst))
-                .collect()
-        }
-    }
-
-    impl GuestMemory for Pages {
-        fn read(&self, gpa: Gpa, buf: &mut [u8]) -> Result<(), MemError> {
-            for (i, b) in buf.iter_mut().enumerate() {
-                *b = self
-                    .atomic::<AtomicU8>(gpa + i as u64)?
-                    .load(Ordering::SeqCst);
-            }
-            Ok(())
-        }
-        fn write(&self, gpa: Gpa, data: &[u8]) -> Result<(), MemError> {
-            for (i, b) in data.iter().enumerate() {
-                self.atomic::<AtomicU8>(gpa + i as u64)?
-                    .store(*b, Ordering::SeqCst);
-            }
-            Ok(())
-        }
-        fn atomic_u8(&self, gpa: Gpa) -> Result<&AtomicU8, MemError> {
-            self.atomic(gpa)
-        }
-        fn atomic_u16(&self, gpa: Gpa) -> Result<&AtomicU16, MemError> {
-            self.atomic(gpa)
-        }
-        fn atomic_u32(&self, gpa: Gpa) -> Result<&AtomicU32, MemError> {
-            self.atomic(gpa)
-        }
-        fn atomic_u64(&self, gpa: Gpa) -> Result<&AtomicU64, MemError> {
-            self.atomic(gpa)
-        }
-        fn host_range(&self, gpa: Gpa, len: usize) -> Option<NonNull<u8>> {
-            if !self.direct {
-                return None;
-            }
-            NonNull::new(self.ptr(gpa, len as u64).ok()?)
-        }
+    /// `pages` 4 KiB pages of RAM, with host pointers or without.
+    fn pages(pages: usize, direct: bool) -> DirectMemory {
+        DirectMemory::with_direct(pages * 4096, direct)
     }
 
     const SHINFO: Gpa = 0x1000;
@@ -411,22 +338,22 @@ mod tests {
     #[test]
     fn resolve_needs_host_pointers_and_backed_aligned_areas() {
         let t = target(false, SHINFO);
-        assert!(Mapped::resolve(&Pages::new(4, false), t).is_none());
-        assert!(Mapped::resolve(&Pages::new(4, true), t).is_some());
+        assert!(Mapped::resolve(&pages(4, false), t).is_none());
+        assert!(Mapped::resolve(&pages(4, true), t).is_some());
         // vcpu_info past the end of memory, or its selector misaligned.
-        assert!(Mapped::resolve(&Pages::new(4, true), target(false, 0x4000)).is_none());
-        assert!(Mapped::resolve(&Pages::new(4, true), target(false, 0x3002)).is_none());
+        assert!(Mapped::resolve(&pages(4, true), target(false, 0x4000)).is_none());
+        assert!(Mapped::resolve(&pages(4, true), target(false, 0x3002)).is_none());
         // shared_info's bitmaps must be backed too.
         let t = Target {
             shinfo: 0x3000,
             ..target(false, SHINFO)
         };
-        assert!(Mapped::resolve(&Pages::new(3, true), t).is_none());
+        assert!(Mapped::resolve(&pages(3, true), t).is_none());
     }
 
     #[test]
     fn ports_beyond_the_bitmaps_are_left_to_the_address_path() {
-        let mem = Pages::new(4, true);
+        let mem = pages(4, true);
         let m = Mapped::resolve(&mem, target(true, 0x3000)).expect("mapped");
         // SAFETY: `mem` outlives `m`'s uses.
         unsafe {
@@ -456,7 +383,7 @@ mod tests {
         ]
     }
 
-    fn guest_op(mem: &Pages, t: Target, o: &Op) {
+    fn guest_op(mem: &DirectMemory, t: Target, o: &Op) {
         let l = t.layout();
         match *o {
             Op::Mask(p) => {
@@ -488,8 +415,8 @@ mod tests {
         ) {
             let vi = if vi_slot == 0 { SHINFO } else { 0x2000 + 64 * vi_slot };
             let t = target(compat, vi);
-            let slow = Pages::new(4, false);
-            let fast = Pages::new(4, true);
+            let slow = pages(4, false);
+            let fast = pages(4, true);
             let m = Mapped::resolve(&fast, t).expect("mapped");
             let nr = t.layout().nr_channels;
             for o in &ops {
