@@ -97,6 +97,17 @@ impl DiskImage {
         self.readonly
     }
 
+    /// The raw file's descriptor for batched page-cache reads through
+    /// io_uring (`RWF_NOWAIT`), where those apply: not for qcow2 images
+    /// (their data goes through the cluster mapping) nor once the kernel
+    /// refused `RWF_NOWAIT` for the file.
+    pub(super) fn nowait_read_fd(&self) -> Option<std::os::unix::io::RawFd> {
+        if self.qcow2.is_some() || self.no_nowait.load(Ordering::Relaxed) {
+            return None;
+        }
+        Some(self.file.as_raw_fd())
+    }
+
     pub fn is_block_device(&self) -> bool {
         self.block_device
     }

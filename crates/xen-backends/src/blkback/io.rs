@@ -61,6 +61,44 @@ pub(super) fn read_bytes(req: &Request) -> Option<u64> {
     }
 }
 
+/// The grant ranges (appended to `pieces`) and byte position of a READ
+/// (inline or indirect), checked as [`execute`] checks them; `Err` holds
+/// the status of a READ that is refused without touching the file.
+/// Callers only pass requests [`read_bytes`] accepted.
+pub(super) fn read_plan(
+    b: &Backing,
+    req: &Request,
+    pieces: &mut Vec<GrantRange>,
+) -> Result<u64, i16> {
+    let indirect;
+    let segs: &[Segment] = match &req.body {
+        Body::Rw { segs } if req.op == OP_READ => segs,
+        Body::Indirect {
+            op: OP_READ,
+            nr_segments,
+            pages,
+        } => {
+            indirect = indirect_segments(b, *nr_segments, pages).ok_or(RSP_ERROR)?;
+            &indirect
+        }
+        _ => return Err(RSP_ERROR),
+    };
+    let mut total = 0u64;
+    for seg in segs {
+        let (offset, len) = seg.range().ok_or(RSP_ERROR)?;
+        pieces.push(GrantRange {
+            gref: seg.gref,
+            offset,
+            len,
+        });
+        total += len;
+    }
+    if !in_range(b, req.sector, total / SECTOR) {
+        return Err(RSP_ERROR);
+    }
+    Ok(req.sector * SECTOR)
+}
+
 /// Runs one request with `buf`'s storage; returns the blkif status,
 /// or `None` when `wait` is [`Wait::Never`] and the data is not cached
 /// (only READs are run that way).

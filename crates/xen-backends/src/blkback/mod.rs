@@ -7,6 +7,7 @@ pub mod conn;
 pub mod disk;
 mod io;
 pub mod qcow2;
+mod uring;
 mod vectored;
 
 use std::path::PathBuf;
