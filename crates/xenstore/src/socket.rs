@@ -194,6 +194,20 @@ impl EventFd {
     }
 }
 
+/// The engine's waker for client `token` of a socket loop: records the
+/// client as having output and signals the loop's eventfd when the list
+/// goes from empty to not (one wake-up per batch of watch events).
+pub(crate) fn client_waker(woken: &Arc<Mutex<Vec<u64>>>, wake: &Arc<EventFd>, token: u64) -> Waker {
+    let (woken, wake) = (woken.clone(), wake.clone());
+    Arc::new(move || {
+        let mut w = woken.lock().unwrap_or_else(|e| e.into_inner());
+        if w.is_empty() {
+            wake.signal();
+        }
+        w.push(token);
+    })
+}
+
 struct Epoll(OwnedFd);
 
 impl Epoll {
@@ -349,14 +363,7 @@ impl Loop {
         stream.set_nonblocking(true)?;
         let token = self.next_token;
         self.next_token += 1;
-        let (woken, wake) = (self.woken.clone(), self.wake.clone());
-        let waker: Waker = Arc::new(move || {
-            let mut w = woken.lock().unwrap_or_else(|e| e.into_inner());
-            if w.is_empty() {
-                wake.signal();
-            }
-            w.push(token);
-        });
+        let waker = client_waker(&self.woken, &self.wake, token);
         let conn = self.engine.connect(0, Some(waker));
         let interest = libc::EPOLLIN as u32;
         if let Err(e) = self

@@ -20,7 +20,7 @@
 //! the operation completes; a closing client is shut down (so its
 //! operations complete at once) and freed only when none is in flight.
 
-use crate::engine::{ConnId, Engine, Waker};
+use crate::engine::{ConnId, Engine};
 use io_uring::{opcode, squeue, types, IoUring};
 use std::collections::HashMap;
 use std::io::{self, ErrorKind};
@@ -29,7 +29,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::socket::EventFd;
+use crate::socket::{client_waker, EventFd};
 
 /// Stop reading a client's requests while this many reply bytes wait for
 /// it to read them (as the epoll loop).
@@ -471,14 +471,7 @@ impl UringLoop {
         stream.set_nonblocking(true)?;
         let token = self.next_token;
         self.next_token += 1;
-        let (woken, wake) = (self.woken.clone(), self.wake.clone());
-        let waker: Waker = Arc::new(move || {
-            let mut w = woken.lock().unwrap_or_else(|e| e.into_inner());
-            if w.is_empty() {
-                wake.signal();
-            }
-            w.push(token);
-        });
+        let waker = client_waker(&self.woken, &self.wake, token);
         let conn = self.engine.connect(0, Some(waker));
         self.clients.insert(
             token,
