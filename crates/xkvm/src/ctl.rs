@@ -65,9 +65,17 @@ pub fn serve(
     handle: impl Fn(&Value) -> Result<Value, String> + Send + Sync + 'static,
 ) -> anyhow::Result<()> {
     let handle = Arc::new(handle);
-    let _ = std::fs::remove_file(path);
+    // Bound (and listening) under a temporary name, then renamed into
+    // place: other commands take a socket file that refuses connections
+    // for a dead VMM's (`DomainDir::is_alive`), and a bind() seen before
+    // its listen() would make a starting VMM look dead and its directory
+    // be cleaned away as stale.
+    let tmp = path.with_extension("sock-new");
+    let _ = std::fs::remove_file(&tmp);
     let listener =
-        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+        UnixListener::bind(&tmp).with_context(|| format!("binding {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("moving {} to {}", tmp.display(), path.display()))?;
     listener.set_nonblocking(true)?;
     std::thread::Builder::new()
         .name("control".into())
@@ -122,4 +130,34 @@ fn one(s: UnixStream, handle: &impl Fn(&Value) -> Result<Value, String>) -> std:
     let mut out = reply.to_string();
     out.push('\n');
     (&s).write_all(out.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The socket appears only once it listens (no temporary file left),
+    /// and it answers requests.
+    #[test]
+    fn the_socket_is_in_place_and_listening_when_serve_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("control.sock");
+        let stop = Arc::new(AtomicBool::new(false));
+        serve(&path, stop.clone(), |v| {
+            Ok(json!({"ok": true, "echo": v["op"]}))
+        })
+        .expect("serve");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("read_dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("control.sock")]);
+        let mut s = UnixStream::connect(&path).expect("listening at once");
+        s.write_all(b"{\"op\":\"ping\"}\n").expect("write");
+        let mut reply = String::new();
+        BufReader::new(s).read_line(&mut reply).expect("reply");
+        assert!(reply.contains("\"echo\":\"ping\""), "{reply}");
+        stop.store(true, Ordering::SeqCst);
+    }
 }
