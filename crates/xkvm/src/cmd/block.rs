@@ -14,6 +14,28 @@ use crate::{ctl, hotplug, resolve};
 /// the VMM answers well within this.
 pub const HOTPLUG_REPLY: Duration = Duration::from_secs(120);
 
+/// Sends hot-plug request `req` to the VMM of domain `dom`. A refusal the
+/// VMM already words as xl does (it starts with `plain`) is passed on as
+/// it is; any other failure is reported as libxl reports a device error
+/// (`libxl: error: Domain N:...`), followed by xl's own line `failed`.
+pub fn device_request(
+    dom: &str,
+    req: Value,
+    plain: Option<&str>,
+    failed: &str,
+) -> anyhow::Result<ExitCode> {
+    let rd = RunDir::open()?;
+    let f = resolve::find(&rd, dom)?;
+    match ctl::request_within(&f.dir, req, HOTPLUG_REPLY) {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) if plain.is_some_and(|p| e.to_string().starts_with(p)) => anyhow::bail!("{e}"),
+        Err(e) => {
+            eprintln!("libxl: error: Domain {}:{e:#}", f.domid);
+            anyhow::bail!("{failed}")
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct AttachArgs {
     /// Domain name or id.
@@ -31,14 +53,8 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = hotplug::parse_disk_args(&a.spec) {
         anyhow::bail!("{e}");
     }
-    let rd = RunDir::open()?;
-    let f = resolve::find(&rd, &a.domain)?;
     let req = json!({"op": "block-attach", "specs": a.spec});
-    if let Err(e) = ctl::request_within(&f.dir, req, HOTPLUG_REPLY) {
-        eprintln!("libxl: error: Domain {}:{e:#}", f.domid);
-        anyhow::bail!("libxl_device_disk_add failed.");
-    }
-    Ok(ExitCode::SUCCESS)
+    device_request(&a.domain, req, None, "libxl_device_disk_add failed.")
 }
 
 #[derive(clap::Args)]
@@ -54,18 +70,14 @@ pub struct DetachArgs {
 
 /// `xkvm block-detach [--force] DOM VDEV`.
 pub fn detach(a: DetachArgs) -> anyhow::Result<ExitCode> {
-    let rd = RunDir::open()?;
-    let f = resolve::find(&rd, &a.domain)?;
     let req = json!({"op": "block-detach", "disk": a.vdev, "force": a.force});
-    match ctl::request_within(&f.dir, req, HOTPLUG_REPLY) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.to_string().starts_with("Error: Device") => anyhow::bail!("{e}"),
-        Err(e) => {
-            eprintln!("libxl: error: Domain {}:{e:#}", f.domid);
-            let verb = if a.force { "destroy" } else { "safe_remove" };
-            anyhow::bail!("libxl_device_disk_{verb} failed.")
-        }
-    }
+    let verb = if a.force { "destroy" } else { "safe_remove" };
+    device_request(
+        &a.domain,
+        req,
+        Some("Error: Device"),
+        &format!("libxl_device_disk_{verb} failed."),
+    )
 }
 
 #[derive(clap::Args)]

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde_json::{json, Value};
 
-use crate::cmd::block::HOTPLUG_REPLY;
+use crate::cmd::block::device_request;
 use crate::rundir::RunDir;
 use crate::{ctl, hotplug, resolve};
 
@@ -30,14 +30,8 @@ pub fn attach(a: AttachArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = parsed {
         anyhow::bail!("{e}");
     }
-    let rd = RunDir::open()?;
-    let f = resolve::find(&rd, &a.domain)?;
     let req = json!({"op": "network-attach", "specs": a.spec});
-    if let Err(e) = ctl::request_within(&f.dir, req, HOTPLUG_REPLY) {
-        eprintln!("libxl: error: Domain {}:{e:#}", f.domid);
-        anyhow::bail!("libxl_device_nic_add failed.");
-    }
-    Ok(ExitCode::SUCCESS)
+    device_request(&a.domain, req, None, "libxl_device_nic_add failed.")
 }
 
 #[derive(clap::Args)]
@@ -50,17 +44,13 @@ pub struct DetachArgs {
 
 /// `xkvm network-detach DOM DEVID|MAC`.
 pub fn detach(a: DetachArgs) -> anyhow::Result<ExitCode> {
-    let rd = RunDir::open()?;
-    let f = resolve::find(&rd, &a.domain)?;
     let req = json!({"op": "network-detach", "nic": a.nic});
-    match ctl::request_within(&f.dir, req, HOTPLUG_REPLY) {
-        Ok(_) => Ok(ExitCode::SUCCESS),
-        Err(e) if e.to_string().starts_with("Unknown device") => anyhow::bail!("{e}"),
-        Err(e) => {
-            eprintln!("libxl: error: Domain {}:{e:#}", f.domid);
-            anyhow::bail!("libxl_device_nic_del failed.")
-        }
-    }
+    device_request(
+        &a.domain,
+        req,
+        Some("Unknown device"),
+        "libxl_device_nic_del failed.",
+    )
 }
 
 #[derive(clap::Args)]
