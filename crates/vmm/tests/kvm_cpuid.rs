@@ -55,26 +55,35 @@ fn guest(xen_base: u32) -> Vec<u8> {
     c
 }
 
-fn run(viridian: bool) -> Vec<u8> {
+/// Boots the hand-assembled guest `code` (loaded at `BASE`) with the
+/// config `tune` adjusts.
+fn run_code(
+    name: &str,
+    code: &[u8],
+    tune: impl FnOnce(&mut VmConfig),
+) -> Result<vmm::RunOutcome, vmm::VmmError> {
     let dir = tempfile::tempdir().expect("tempdir");
     let kernel = dir.path().join("kernel");
-    let base = if viridian { 0x4000_0100 } else { 0x4000_0000 };
     std::fs::write(
         &kernel,
         image(
             false,
             u64::from(BASE),
-            &guest(base),
+            code,
             0,
             BASE,
             NoteVia::ProgramHeader,
         ),
     )
     .expect("write kernel");
-    let mut cfg = VmConfig::new("cpuid", &kernel);
-    cfg.viridian = viridian;
-    let outcome = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))
-        .expect("run_domain");
+    let mut cfg = VmConfig::new(name, &kernel);
+    tune(&mut cfg);
+    vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))
+}
+
+fn run(viridian: bool) -> Vec<u8> {
+    let base = if viridian { 0x4000_0100 } else { 0x4000_0000 };
+    let outcome = run_code("cpuid", &guest(base), |c| c.viridian = viridian).expect("run_domain");
     assert_eq!(outcome.exit, DomainExit::Poweroff);
     outcome.hypervisor_log
 }
@@ -108,63 +117,15 @@ fn viridian_puts_hyperv_first_and_moves_the_hypercall_msr() {
     assert_eq!(word(&r, 3), 0x4000_0200);
 }
 
-/// Prints CPUID.1:EDX (4 bytes) with console_io.
-fn leaf1_guest() -> Vec<u8> {
-    let mut c: Vec<u8> = Vec::new();
-    let imm = |c: &mut Vec<u8>, op: &[u8], v: u32| {
-        c.extend_from_slice(op);
-        c.extend_from_slice(&v.to_le_bytes());
-    };
-    imm(&mut c, &[0xbc], 0x8_0000);
-    imm(&mut c, &[0xb9], 0x4000_0000);
-    imm(&mut c, &[0xb8], HCALL_PAGE);
-    c.extend_from_slice(&[0x31, 0xd2, 0x0f, 0x30]);
-    imm(&mut c, &[0xb8], 1);
-    c.extend_from_slice(&[0x31, 0xc9, 0x0f, 0xa2]); // cpuid
-    c.extend_from_slice(&[0x89, 0xd0]); // mov eax, edx
-    imm(&mut c, &[0xa3], BASE + OUT);
-    let call = |c: &mut Vec<u8>, nr: u32| {
-        let next = BASE + c.len() as u32 + 5;
-        imm(c, &[0xe8], (HCALL_PAGE + nr * 32).wrapping_sub(next));
-    };
-    imm(&mut c, &[0xbb], 0);
-    imm(&mut c, &[0xb9], 4);
-    imm(&mut c, &[0xba], BASE + OUT);
-    call(&mut c, 18);
-    imm(&mut c, &[0xbb], 2);
-    imm(&mut c, &[0xb9], BASE + REASON);
-    call(&mut c, 29);
-    c.extend_from_slice(&[0xf4, 0xeb, 0xfd]);
-    c.resize(0xa00, 0);
-    c
-}
-
 #[test]
 fn apic_0_hides_the_apic_from_cpuid_at_run_time() {
     if !kvm_available() {
         return;
     }
     for (apic, expect) in [(true, true), (false, false)] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let kernel = dir.path().join("kernel");
-        std::fs::write(
-            &kernel,
-            image(
-                false,
-                u64::from(BASE),
-                &leaf1_guest(),
-                0,
-                BASE,
-                NoteVia::ProgramHeader,
-            ),
-        )
-        .expect("write kernel");
-        let mut cfg = VmConfig::new("apic", &kernel);
-        cfg.apic = apic;
-        let o = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))
-            .expect("run_domain");
-        assert_eq!(o.hypervisor_log.len(), 4);
-        let edx = word(&o.hypervisor_log, 0);
+        let o = run_code("apic", &features_guest(), |c| c.apic = apic).expect("run_domain");
+        assert_eq!(o.hypervisor_log.len(), 16);
+        let edx = word(&o.hypervisor_log, 2);
         assert_eq!(
             edx & (1 << 9) != 0,
             expect,
@@ -219,23 +180,7 @@ fn policy(bits: &[(u32, char)]) -> Option<String> {
 }
 
 fn features_with(p: Vec<vmm::cpuid::CpuidOverride>) -> Result<[u32; 4], vmm::VmmError> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kernel = dir.path().join("kernel");
-    std::fs::write(
-        &kernel,
-        image(
-            false,
-            u64::from(BASE),
-            &features_guest(),
-            0,
-            BASE,
-            NoteVia::ProgramHeader,
-        ),
-    )
-    .expect("write kernel");
-    let mut cfg = VmConfig::new("cpuid-policy", &kernel);
-    cfg.cpuid_policy = p;
-    let o = vmm::run_domain(cfg, ConsoleIo::output_only(Box::new(std::io::sink())))?;
+    let o = run_code("cpuid-policy", &features_guest(), |c| c.cpuid_policy = p)?;
     assert_eq!(o.exit, DomainExit::Poweroff);
     let r = &o.hypervisor_log;
     assert_eq!(r.len(), 16, "{r:x?}");
