@@ -253,22 +253,24 @@ fn arp_request() -> Vec<u8> {
     f
 }
 
-fn udp_to(host_mac: &[u8], payload_len: usize) -> Vec<u8> {
+/// An IPv4 frame from the guest to the host: Ethernet header, an IP header
+/// (protocol `proto`, id `id`, right checksum), then `body`.
+fn ipv4_to(host_mac: &[u8], proto: u8, id: u8, body: &[u8]) -> Vec<u8> {
     let mut f = host_mac[..6].to_vec();
     f.extend_from_slice(&GUEST_MAC);
     f.extend_from_slice(&[0x08, 0x00]);
-    let total = 20 + 8 + payload_len;
+    let total = 20 + body.len();
     let mut iph = vec![
         0x45,
         0,
         (total >> 8) as u8,
         total as u8,
         0,
-        1,
+        id,
         0,
         0,
         64,
-        17,
+        proto,
         0,
         0,
     ];
@@ -277,45 +279,26 @@ fn udp_to(host_mac: &[u8], payload_len: usize) -> Vec<u8> {
     let c = netif::ipv4_header_checksum(&iph);
     iph[10..12].copy_from_slice(&c.to_be_bytes());
     f.extend_from_slice(&iph);
+    f.extend_from_slice(body);
+    f
+}
+
+fn udp_to(host_mac: &[u8], payload_len: usize) -> Vec<u8> {
     let ulen = 8 + payload_len;
     // Port 9 (discard) is closed in the namespace: the kernel answers
     // ICMP port unreachable, but only to a datagram whose checksum is right.
-    f.extend_from_slice(&[0x30, 0x39, 0, 9, (ulen >> 8) as u8, ulen as u8, 0xde, 0xad]);
-    f.extend((0..payload_len).map(|i| i as u8));
-    f
+    let mut udp = vec![0x30, 0x39, 0, 9, (ulen >> 8) as u8, ulen as u8, 0xde, 0xad];
+    udp.extend((0..payload_len).map(|i| i as u8));
+    ipv4_to(host_mac, 17, 1, &udp)
 }
 
 /// An ICMP echo request from the guest with `payload_len` bytes of data.
 fn ping_to(host_mac: &[u8], payload_len: usize) -> Vec<u8> {
-    let mut f = host_mac[..6].to_vec();
-    f.extend_from_slice(&GUEST_MAC);
-    f.extend_from_slice(&[0x08, 0x00]);
-    let total = 20 + 8 + payload_len;
-    let mut iph = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        2,
-        0,
-        0,
-        64,
-        1,
-        0,
-        0,
-    ];
-    iph.extend_from_slice(&GUEST_IP);
-    iph.extend_from_slice(&HOST_IP);
-    let c = netif::ipv4_header_checksum(&iph);
-    iph[10..12].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&iph);
     let mut icmp = vec![8, 0, 0, 0, 0x12, 0x34, 0, 1];
     icmp.extend((0..payload_len).map(|i| (i * 7) as u8));
     let c = netif::ipv4_header_checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    f.extend_from_slice(&icmp);
-    f
+    ipv4_to(host_mac, 1, 2, &icmp)
 }
 
 #[test]
