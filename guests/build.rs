@@ -146,6 +146,16 @@ const GUESTS: &[Guest] = &[
         source: "c/preempt.c",
         bits: 32,
     },
+    Guest {
+        name: "multicall",
+        source: "c/multicall.c",
+        bits: 64,
+    },
+    Guest {
+        name: "multicall32",
+        source: "c/multicall.c",
+        bits: 32,
+    },
 ];
 
 const CFLAGS: &[&str] = &[

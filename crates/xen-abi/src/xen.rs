@@ -283,3 +283,70 @@ pub mod vcpu_info_offsets {
 }
 /// `sizeof(struct vcpu_info)` in both ABIs.
 pub const VCPU_INFO_SIZE: usize = 64;
+
+/// `struct multicall_entry` for 64-bit callers (64 bytes): one hypercall
+/// of a `HYPERVISOR_multicall` batch. Xen writes only `result` back
+/// (and, for an entry that was preempted, the whole entry with the
+/// continuation's arguments).
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct MulticallEntry {
+    pub op: u64,
+    pub result: u64,
+    pub args: [u64; 6],
+}
+
+/// `struct multicall_entry` for 32-bit callers (`compat_multicall_entry`,
+/// 32 bytes: `xen_ulong_t` is 32 bits wide there).
+#[repr(C)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+pub struct MulticallEntryCompat {
+    pub op: u32,
+    pub result: u32,
+    pub args: [u32; 6],
+}
+
+/// Xen-internal flag in `HYPERVISOR_mmuext_op`'s `count` marking a
+/// continuation (`MMU_UPDATE_PREEMPTED`, `~(~0U >> 1)`).
+pub const MMU_UPDATE_PREEMPTED: u32 = 0x8000_0000;
+/// `MMUEXT_PIN_L1_TABLE` .. `MMUEXT_UNPIN_TABLE`: the only `mmuext_op`
+/// commands Xen lets an HVM guest name.
+pub const MMUEXT_PIN_L1_TABLE: u32 = 0;
+pub const MMUEXT_UNPIN_TABLE: u32 = 4;
+/// `sizeof(struct mmuext_op)`: 24 bytes (64-bit), 12 (32-bit).
+pub const MMUEXT_OP_SIZE: u64 = 24;
+pub const MMUEXT_OP_SIZE_COMPAT: u64 = 12;
+
+// Toolstack interfaces (`domctl.h`, `sysctl.h`, `platform.h`, Xen 4.17):
+// only what it takes to refuse them to a domU as Xen does.
+/// `XEN_DOMCTL_INTERFACE_VERSION` (Xen 4.17).
+pub const XEN_DOMCTL_INTERFACE_VERSION: u32 = 0x15;
+/// `XEN_SYSCTL_INTERFACE_VERSION` (Xen 4.17).
+pub const XEN_SYSCTL_INTERFACE_VERSION: u32 = 0x15;
+/// `XENPF_INTERFACE_VERSION`.
+pub const XENPF_INTERFACE_VERSION: u32 = 0x0300_0001;
+/// `sizeof(struct xen_domctl)` (both ABIs: its union is 64-bit aligned).
+pub const XEN_DOMCTL_SIZE: usize = 144;
+/// `sizeof(struct xen_sysctl)`.
+pub const XEN_SYSCTL_SIZE: usize = 136;
+/// `sizeof(struct xen_platform_op)`.
+pub const XEN_PLATFORM_OP_SIZE: usize = 136;
+/// `offsetof(struct xen_domctl, domain)`.
+pub const XEN_DOMCTL_DOMAIN_OFFSET: usize = 8;
+pub const XEN_DOMCTL_CREATEDOMAIN: u32 = 1;
+pub const XEN_DOMCTL_SHADOW_OP: u32 = 10;
+pub const XEN_DOMCTL_ASSIGN_DEVICE: u32 = 37;
+pub const XEN_DOMCTL_TEST_ASSIGN_DEVICE: u32 = 45;
+pub const XEN_DOMCTL_DEASSIGN_DEVICE: u32 = 47;
+pub const XEN_DOMCTL_VM_EVENT_OP: u32 = 56;
+/// `__HYPERVISOR_paging_domctl_cont` (`__HYPERVISOR_arch_1` on x86).
+pub const HYPERVISOR_PAGING_DOMCTL_CONT: u64 = 49;
+/// `struct xen_dm_op_buf` (handle + `xen_ulong_t` size): 16 bytes, 8 for
+/// 32-bit callers. `HYPERVISOR_dm_op` takes at most 2 of them.
+pub const XEN_DM_OP_BUF_SIZE: u64 = 16;
+pub const XEN_DM_OP_BUF_SIZE_COMPAT: u64 = 8;
+pub const XEN_DM_OP_MAX_BUFS: u64 = 2;

@@ -496,12 +496,28 @@ fn checks_64() -> Vec<Check> {
         val!("XENSTORE_RING_SIZE", XENSTORE_RING_SIZE),
         val!("XENSTORE_PAYLOAD_MAX", XENSTORE_PAYLOAD_MAX),
         val!("XENSTORE_ERROR_PROTO", XENSTORE_ERROR_PROTO),
+        // multicall (xen.h)
+        size!("struct multicall_entry", MulticallEntry),
+        off!("struct multicall_entry", "result", MulticallEntry, result),
+        off!("struct multicall_entry", "args", MulticallEntry, args),
+        size!("struct mmuext_op", [u8; MMUEXT_OP_SIZE as usize]),
+        val!("MMUEXT_PIN_L1_TABLE", MMUEXT_PIN_L1_TABLE),
+        val!("MMUEXT_UNPIN_TABLE", MMUEXT_UNPIN_TABLE),
     ]
 }
 
 /// The 32-bit (compat) layouts, from an i386 compile of the same headers.
 fn checks_32() -> Vec<Check> {
     vec![
+        size!("struct multicall_entry", MulticallEntryCompat),
+        off!(
+            "struct multicall_entry",
+            "result",
+            MulticallEntryCompat,
+            result
+        ),
+        off!("struct multicall_entry", "args", MulticallEntryCompat, args),
+        size!("struct mmuext_op", [u8; MMUEXT_OP_SIZE_COMPAT as usize]),
         size!("struct hvm_start_info", HvmStartInfo),
         size!("struct hvm_modlist_entry", HvmModlistEntry),
         size!("struct hvm_memmap_table_entry", HvmMemmapTableEntry),

@@ -13,6 +13,7 @@ impl Errno {
     pub const ENOENT: Self = Self(errno::ENOENT);
     pub const ESRCH: Self = Self(errno::ESRCH);
     pub const EFAULT: Self = Self(errno::EFAULT);
+    pub const EACCES: Self = Self(errno::EACCES);
     pub const EBUSY: Self = Self(errno::EBUSY);
     pub const EEXIST: Self = Self(errno::EEXIST);
     pub const EINVAL: Self = Self(errno::EINVAL);

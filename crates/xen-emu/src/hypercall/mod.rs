@@ -6,7 +6,9 @@ pub mod evtchn;
 pub mod gnttab;
 pub mod hvm_op;
 pub mod memory_op;
+pub mod multicall;
 pub mod physdev_op;
+pub mod privileged;
 pub mod reservation;
 pub mod sched_op;
 pub mod vcpu_op;
@@ -26,6 +28,10 @@ pub struct Call<'a> {
     pub g: GuestAccess<'a>,
     pub vcpu_id: u32,
     pub args: [u64; 5],
+    /// Set while this call runs as an entry of a multicall (Xen's
+    /// `MCSF_in_multicall`): a continuation it makes is kept here for the
+    /// multicall to write into the entry instead of going to the vCPU.
+    pub(crate) multicall: Option<multicall::EntryState>,
 }
 
 impl Call<'_> {
@@ -53,7 +59,13 @@ impl Call<'_> {
         } else {
             args.to_vec()
         };
-        self.g.vcpu.create_continuation(nr, &args);
+        match &mut self.multicall {
+            // Xen's hypercall_create_continuation inside a multicall: the
+            // arguments go into the entry (`mcs->call.args`), not the
+            // registers.
+            Some(entry) => entry.continuation = Some(args),
+            None => self.g.vcpu.create_continuation(nr, &args),
+        }
         Ok(nr as i64)
     }
 
@@ -101,34 +113,56 @@ pub(crate) fn dispatch(d: &Domain, vcpu: &mut dyn VcpuContext, nr: u64, args: [u
         },
         vcpu_id,
         args,
+        multicall: None,
     };
-    let r: HcResult = match nr {
-        x::HYPERVISOR_XEN_VERSION => version::xen_version(&mut call),
-        x::HYPERVISOR_CONSOLE_IO => console_io::console_io(&mut call),
-        x::HYPERVISOR_SCHED_OP => sched_op::sched_op(&mut call),
-        x::HYPERVISOR_MEMORY_OP => memory_op::memory_op(&mut call),
-        x::HYPERVISOR_HVM_OP => hvm_op::hvm_op(&mut call),
-        x::HYPERVISOR_GRANT_TABLE_OP => gnttab::grant_table_op(&mut call),
-        x::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op(&mut call),
-        x::HYPERVISOR_VCPU_OP => vcpu_op::vcpu_op(&mut call),
-        x::HYPERVISOR_PHYSDEV_OP => physdev_op::physdev_op(&mut call),
-        x::HYPERVISOR_VM_ASSIST => vm_assist::vm_assist(&mut call),
-        x::HYPERVISOR_SET_TIMER_OP => {
-            let timeout = match mode {
-                GuestMode::Long64 => args[0] as i64,
-                // 32-bit: (lo, hi) halves of the s_time_t.
-                GuestMode::Protected32 => (args[0] | (args[1] << 32)) as i64,
-            };
-            d.set_timer_op(vcpu_id, timeout);
-            Ok(0)
-        }
-        _ => {
-            d.warn_once(nr, u64::MAX, "hypercall");
-            Err(Errno::ENOSYS)
-        }
-    };
-    match r {
+    match call_handler(&mut call, nr) {
         Ok(v) => v,
         Err(e) => e.to_ret(),
+    }
+}
+
+/// Runs hypercall `nr` with `c.args`: Xen 4.17's `call_handlers_hvm64` /
+/// `call_handlers_hvm32` (the HVM/PVH hypercall table of
+/// `include/hypercall-defs.c`). Shared by a direct call and each entry of
+/// a multicall. Numbers outside the table are `-ENOSYS`.
+pub(crate) fn call_handler(c: &mut Call<'_>, nr: u64) -> HcResult {
+    match nr {
+        x::HYPERVISOR_XEN_VERSION => version::xen_version(c),
+        x::HYPERVISOR_CONSOLE_IO => console_io::console_io(c),
+        x::HYPERVISOR_SCHED_OP => sched_op::sched_op(c),
+        x::HYPERVISOR_MEMORY_OP => memory_op::memory_op(c),
+        x::HYPERVISOR_HVM_OP => hvm_op::hvm_op(c),
+        x::HYPERVISOR_GRANT_TABLE_OP => gnttab::grant_table_op(c),
+        x::HYPERVISOR_EVENT_CHANNEL_OP => evtchn::event_channel_op(c),
+        x::HYPERVISOR_VCPU_OP => vcpu_op::vcpu_op(c),
+        x::HYPERVISOR_PHYSDEV_OP => physdev_op::physdev_op(c),
+        x::HYPERVISOR_VM_ASSIST => vm_assist::vm_assist(c),
+        x::HYPERVISOR_MULTICALL => multicall::multicall(c),
+        x::HYPERVISOR_SET_TIMER_OP => {
+            let timeout = if c.compat() {
+                // 32-bit: (lo, hi) halves of the s_time_t.
+                (c.args[0] | (c.args[1] << 32)) as i64
+            } else {
+                c.args[0] as i64
+            };
+            c.d.set_timer_op(c.vcpu_id, timeout);
+            Ok(0)
+        }
+        // In Xen's HVM table, but only for privileged domains or with
+        // features Xen leaves off by default: refused as Xen refuses a domU.
+        x::HYPERVISOR_PLATFORM_OP => privileged::platform_op(c),
+        x::HYPERVISOR_MMUEXT_OP => privileged::mmuext_op(c),
+        x::HYPERVISOR_SYSCTL => privileged::sysctl(c),
+        x::HYPERVISOR_DOMCTL => privileged::domctl(c),
+        x::HYPERVISOR_PAGING_DOMCTL_CONT => privileged::paging_domctl_cont(c),
+        x::HYPERVISOR_XENPMU_OP => privileged::xenpmu_op(c),
+        x::HYPERVISOR_DM_OP => privileged::dm_op(c),
+        x::HYPERVISOR_HYPFS_OP => privileged::hypfs_op(c),
+        // xsm_op (dummy XSM module, Xen's default build), argo_op
+        // (CONFIG_ARGO off by default) and numbers outside the HVM table.
+        _ => {
+            c.d.warn_once(nr, u64::MAX, "hypercall");
+            Err(Errno::ENOSYS)
+        }
     }
 }
