@@ -50,6 +50,36 @@ fn env_num(key: &str, default: f64) -> f64 {
 }
 const WORKERS: usize = 4;
 
+/// How long the frontend's vCPU stands in for KVM's halt polling
+/// (`BLKBENCH_HALT_POLL_US`, default 200 µs, KVM's `halt_poll_ns`
+/// default on x86).
+fn halt_poll() -> Duration {
+    Duration::from_secs_f64(env_num("BLKBENCH_HALT_POLL_US", 200.0) * 1e-6)
+}
+
+/// The frontend has nothing to do until the backend's next notification.
+/// The frontend is a guest vCPU, which halts: KVM polls for the interrupt
+/// for up to `halt_poll_ns` before it puts the vCPU thread to sleep, so
+/// this watches the notification count for `halt_poll` (pausing between
+/// looks, as KVM's poll loop does) and only then sleeps on the event
+/// channel. `halt_poll` zero is a vCPU that always sleeps.
+///
+/// `seen` is the notification and send counts from before the ring was
+/// found empty.
+fn frontend_wait(h: &BlkHarness, (seen, sends): (u64, usize), halt_poll: Duration) {
+    use std::sync::atomic::Ordering;
+    let until = Instant::now() + halt_poll;
+    while Instant::now() < until {
+        for _ in 0..64 {
+            if h.guest.evtchn.sends.load(Ordering::Acquire) != sends {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+    }
+    h.guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
+}
+
 fn rng(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;
@@ -59,12 +89,12 @@ fn rng(state: &mut u64) -> u64 {
 
 struct Result_ {
     name: &'static str,
-    backend: f64,
-    fio: f64,
-    direct: f64,
-    /// Bytes per CPU-second (all threads of this process).
-    backend_cpu: f64,
-    fio_cpu: f64,
+    fio: Rate,
+    /// Frontend halt-polling before it sleeps ([`halt_poll`]).
+    polling: Rate,
+    /// Frontend sleeping at once.
+    sleeping: Rate,
+    psync: Rate,
 }
 
 /// One run: bytes per wall-clock second and per CPU-second.
@@ -96,7 +126,7 @@ fn rate(run: impl FnOnce() -> (u64, f64)) -> Rate {
     }
 }
 
-fn backend_run(path: &Path, op: u8, big: bool) -> Rate {
+fn backend_run(path: &Path, op: u8, big: bool, halt_poll: Duration) -> Rate {
     let spec = BlockSpec {
         path: path.to_owned(),
         vdev: "xvda".into(),
@@ -165,10 +195,18 @@ fn backend_run(path: &Path, op: u8, big: bool) -> Rate {
         let start = Instant::now();
         let mut done = 0u64;
         while start.elapsed() < run_len() {
-            let seen = h.guest.evtchn.notifications();
+            // Noted before the ring is read, so a notification that comes
+            // in between is not waited for.
+            let seen = (
+                h.guest.evtchn.notifications(),
+                h.guest
+                    .evtchn
+                    .sends
+                    .load(std::sync::atomic::Ordering::Acquire),
+            );
             let rs = h.ring.take_responses();
             if rs.is_empty() {
-                h.guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
+                frontend_wait(&h, seen, halt_poll);
                 continue;
             }
             for (id, _, st) in rs {
@@ -196,6 +234,9 @@ fn psync_run(path: &Path, write: bool, big: bool, threads: usize) -> Rate {
         .unwrap();
     let len: usize = if big { 1 << 20 } else { 4096 };
     rate(|| {
+        // Wall time of the whole run: under a real-time policy (`chrt`)
+        // threads beyond the core count run after the others, not beside.
+        let start = Instant::now();
         let total: u64 = std::thread::scope(|s| {
             let hs: Vec<_> = (0..threads)
                 .map(|t| {
@@ -227,7 +268,7 @@ fn psync_run(path: &Path, write: bool, big: bool, threads: usize) -> Rate {
                 .collect();
             hs.into_iter().map(|h| h.join().unwrap()).sum()
         });
-        (total, run_len().as_secs_f64())
+        (total, start.elapsed().as_secs_f64())
     })
 }
 
@@ -323,20 +364,30 @@ fn main() {
                 continue;
             }
         }
-        let mut d = Vec::new();
-        let mut f = Vec::new();
-        let mut b = Vec::new();
-        // `BLKBENCH_SIDE=backend` (or `fio`, `psync`) runs one side only,
-        // for profiling; the table then has zeros for the others.
+        // `BLKBENCH_SIDE=backend` (or `backend-sleep`, `fio`, `psync`)
+        // runs one side only, for profiling; the table then has zeros
+        // for the others.
         let side = std::env::var("BLKBENCH_SIDE").unwrap_or_default();
         let runs = |name: &str| side.is_empty() || side == name;
         let zero = Rate {
             wall: 0.0,
             cpu: 0.0,
         };
+        let mut sides: [Vec<Rate>; 4] = Default::default();
         for _ in 0..reps() {
+            let [f, p, s, d] = &mut sides;
             f.push(if runs("fio") {
                 fio_run(&path, op == OP_WRITE, big)
+            } else {
+                zero
+            });
+            p.push(if runs("backend") {
+                backend_run(&path, op, big, halt_poll())
+            } else {
+                zero
+            });
+            s.push(if runs("backend-sleep") {
+                backend_run(&path, op, big, Duration::ZERO)
             } else {
                 zero
             });
@@ -345,38 +396,38 @@ fn main() {
             } else {
                 zero
             });
-            b.push(if runs("backend") {
-                backend_run(&path, op, big)
-            } else {
-                zero
-            });
         }
-        let wall = |v: &[Rate]| median(v.iter().map(|r| r.wall).collect());
-        let cpu = |v: &[Rate]| median(v.iter().map(|r| r.cpu).collect());
+        let med = |v: &[Rate]| Rate {
+            wall: median(v.iter().map(|r| r.wall).collect()),
+            cpu: median(v.iter().map(|r| r.cpu).collect()),
+        };
+        let [f, p, s, d] = &sides;
         results.push(Result_ {
             name,
-            backend: wall(&b),
-            fio: wall(&f),
-            direct: wall(&d),
-            backend_cpu: cpu(&b),
-            fio_cpu: cpu(&f),
+            fio: med(f),
+            polling: med(p),
+            sleeping: med(s),
+            psync: med(d),
         });
     }
     let mib = |x: f64| x / (1 << 20) as f64;
+    let pct = |a: f64, b: f64| 100.0 * a / b;
     println!(
-        "| workload | backend MiB/s | fio-like MiB/s | backend/fio-like | psync ×4 MiB/s | backend/psync ×4 | backend/fio-like per CPU-s |"
+        "| workload | fio-like MiB/s | backend, frontend polls, MiB/s | % of fio-like | per CPU-s | backend, frontend sleeps, MiB/s | % of fio-like | per CPU-s | psync ×4 MiB/s |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for r in results {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} | {:.0} % | {:.0} % |",
+            "| {} | {:.0} | {:.0} | {:.0} % | {:.0} % | {:.0} | {:.0} % | {:.0} % | {:.0} |",
             r.name,
-            mib(r.backend),
-            mib(r.fio),
-            100.0 * r.backend / r.fio,
-            mib(r.direct),
-            100.0 * r.backend / r.direct,
-            100.0 * r.backend_cpu / r.fio_cpu
+            mib(r.fio.wall),
+            mib(r.polling.wall),
+            pct(r.polling.wall, r.fio.wall),
+            pct(r.polling.cpu, r.fio.cpu),
+            mib(r.sleeping.wall),
+            pct(r.sleeping.wall, r.fio.wall),
+            pct(r.sleeping.cpu, r.fio.cpu),
+            mib(r.psync.wall),
         );
     }
 }

@@ -96,7 +96,7 @@ impl Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
     /// READ / WRITE / WRITE_BARRIER with segments inline.
-    Rw { segs: Vec<Segment> },
+    Rw { segs: Segments },
     /// INDIRECT: the segments are in granted pages.
     Indirect {
         op: u8,
@@ -107,6 +107,47 @@ pub enum Body {
     Discard { nr_sectors: u64, secure: bool },
     /// FLUSH_DISKCACHE (segments, if any, are ignored as by blkback).
     Flush,
+}
+
+/// The inline segments of a READ/WRITE/WRITE_BARRIER (at most
+/// [`MAX_SEGMENTS`]), kept in the request itself: parsing a request costs
+/// no allocation on the data path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Segments {
+    len: u8,
+    items: [Segment; MAX_SEGMENTS],
+}
+
+impl Segments {
+    /// The first [`MAX_SEGMENTS`] of `segs` (callers pass at most that many).
+    pub fn new(segs: &[Segment]) -> Self {
+        let mut out = Self {
+            len: 0,
+            items: [Segment {
+                gref: 0,
+                first_sect: 0,
+                last_sect: 0,
+            }; MAX_SEGMENTS],
+        };
+        for (slot, seg) in out.items.iter_mut().zip(segs) {
+            *slot = *seg;
+            out.len += 1;
+        }
+        out
+    }
+}
+
+impl std::ops::Deref for Segments {
+    type Target = [Segment];
+    fn deref(&self) -> &[Segment] {
+        &self.items[..usize::from(self.len)]
+    }
+}
+
+impl std::fmt::Debug for Segments {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
 }
 
 /// A request as read from the ring (not yet checked against the disk).
@@ -166,10 +207,17 @@ pub fn parse_request(abi: Abi, b: &[u8]) -> Result<Request, ParseError> {
                         max: MAX_SEGMENTS,
                     });
                 }
-                let segs = (0..n)
-                    .map(|i| Segment::parse(&b[seg_off + i * 8..seg_off + i * 8 + 8]))
-                    .collect();
-                Body::Rw { segs }
+                let mut segs = [Segment {
+                    gref: 0,
+                    first_sect: 0,
+                    last_sect: 0,
+                }; MAX_SEGMENTS];
+                for (i, seg) in segs.iter_mut().take(n).enumerate() {
+                    *seg = Segment::parse(&b[seg_off + i * 8..seg_off + i * 8 + 8]);
+                }
+                Body::Rw {
+                    segs: Segments::new(&segs[..n]),
+                }
             };
             Ok(Request {
                 op,
@@ -314,7 +362,7 @@ mod tests {
             assert_eq!(
                 r.body,
                 Body::Rw {
-                    segs: segs.to_vec()
+                    segs: Segments::new(&segs)
                 }
             );
         }

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
         slot[..n].copy_from_slice(&data[..n]);
         if let Ok(req) = parse_request(abi, &slot) {
             if let Body::Rw { segs } = req.body {
-                for s in segs {
+                for s in segs.iter() {
                     if let Some((off, len)) = s.range() {
                         assert!(off + len <= 4096);
                     }

@@ -59,6 +59,8 @@ pub(super) struct Reader {
     pieces: Vec<GrantRange>,
     iov: Vec<libc::iovec>,
     plans: Vec<Plan>,
+    /// The outcomes of the last batch, one per request.
+    out: Vec<Outcome>,
     /// A submission failed for good: stop using io_uring.
     broken: bool,
 }
@@ -76,6 +78,7 @@ impl Reader {
             pieces: Vec::new(),
             iov: Vec::new(),
             plans: Vec::new(),
+            out: Vec::new(),
             broken: false,
         })
     }
@@ -88,13 +91,10 @@ impl Reader {
     /// Reads every request of `reads` (READs, see
     /// [`io::read_bytes`]) from the page cache of the raw image `fd` into
     /// its granted pages; returns one outcome per request, in order.
-    pub(super) fn read_cached(
-        &mut self,
-        b: &Backing,
-        fd: RawFd,
-        reads: &[Request],
-    ) -> Vec<Outcome> {
-        let mut out = vec![Outcome::Unbatched; reads.len()];
+    pub(super) fn read_cached(&mut self, b: &Backing, fd: RawFd, reads: &[Request]) -> &[Outcome] {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.resize(reads.len(), Outcome::Unbatched);
         for (c, chunk) in reads.chunks(ENTRIES as usize).enumerate() {
             let base = c * ENTRIES as usize;
             self.pieces.clear();
@@ -126,6 +126,7 @@ impl Reader {
                 iov,
                 plans,
                 broken,
+                ..
             } = self;
             let done = b.grants.with_host_pages(pieces, true, iov, |iov| {
                 submit_all(ring, fd, iov, plans, &mut out, broken)
@@ -136,7 +137,8 @@ impl Reader {
                 tracing::debug!("batched read: {e}");
             }
         }
-        out
+        self.out = out;
+        &self.out
     }
 }
 
@@ -155,11 +157,19 @@ fn submit_all(
         let mut sq = ring.submission();
         for (k, p) in plans.iter().enumerate() {
             let v = &iov[p.first..p.first + p.n];
-            let sqe = opcode::Readv::new(types::Fd(fd), v.as_ptr(), p.n as u32)
-                .offset(p.pos)
-                .rw_flags(libc::RWF_NOWAIT)
-                .build()
-                .user_data(k as u64);
+            // One piece (a 4 KiB request, say) is a plain READ: the
+            // kernel need not import an iovec for it.
+            let sqe = match v {
+                [one] => opcode::Read::new(types::Fd(fd), one.iov_base.cast(), one.iov_len as u32)
+                    .offset(p.pos)
+                    .rw_flags(libc::RWF_NOWAIT)
+                    .build(),
+                _ => opcode::Readv::new(types::Fd(fd), v.as_ptr(), p.n as u32)
+                    .offset(p.pos)
+                    .rw_flags(libc::RWF_NOWAIT)
+                    .build(),
+            }
+            .user_data(k as u64);
             // SAFETY: the iovecs and the host ranges they describe stay
             // valid until the operation completes: this function returns
             // only once every submitted operation's completion was reaped
