@@ -61,8 +61,8 @@ fn halt_poll() -> Duration {
 /// The frontend is a guest vCPU, which halts: KVM polls for the interrupt
 /// for up to `halt_poll_ns` before it puts the vCPU thread to sleep, so
 /// this watches the notification count for `halt_poll` (pausing between
-/// looks, as KVM's poll loop does) and only then sleeps on the event
-/// channel. `halt_poll` zero is a vCPU that always sleeps.
+/// looks and giving way to any other runnable thread, as KVM's poll loop
+/// does) and only then sleeps on the event channel. `halt_poll` zero is a vCPU that always sleeps.
 ///
 /// `seen` is the notification and send counts from before the ring was
 /// found empty.
@@ -76,6 +76,9 @@ fn frontend_wait(h: &BlkHarness, (seen, sends): (u64, usize), halt_poll: Duratio
             }
             std::hint::spin_loop();
         }
+        // KVM polls only while nothing else wants this CPU
+        // (`single_task_running()`, `need_resched()`).
+        std::thread::yield_now();
     }
     h.guest.evtchn.wait_beyond(seen, Duration::from_millis(5));
 }
