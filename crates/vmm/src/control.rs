@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use xen_emu::Domain;
+pub use xen_emu::VcpuInfo;
 
 use crate::devices::{DeviceClass, Hotplug, HotplugError, PvDevice, UnplugMode, Unplugged};
 use crate::platform::Shared;
@@ -329,6 +330,56 @@ impl DomainControl {
         self.state().hotplug.clone().ok_or(HotplugError::NotRunning)
     }
 
+    /// `(tot_pages, max_pages)` of the running domain: the pages it holds
+    /// (`xl list`'s Mem) and its limit (`XEN_DOMCTL_max_mem`).
+    pub fn memory_pages(&self) -> Option<(u64, u64)> {
+        self.state()
+            .run
+            .as_ref()
+            .map(|r| (r.domain.tot_pages(), r.domain.max_pages()))
+    }
+
+    /// `XEN_DOMCTL_max_mem` (`xl mem-set`, `xl mem-max`): the most pages
+    /// the guest may hold from now on. False when no run is attached.
+    pub fn set_max_pages(&self, pages: u64) -> bool {
+        match &self.state().run {
+            Some(r) => {
+                r.domain.set_max_pages(pages);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// `XEN_DOMCTL_getvcpuinfo` for every vCPU id `0..max_vcpus` of the
+    /// running domain (empty between runs).
+    pub fn vcpu_infos(&self) -> Vec<VcpuInfo> {
+        match &self.state().run {
+            Some(r) => (0..r.domain.max_vcpus())
+                .filter_map(|v| r.domain.vcpu_info(v))
+                .collect(),
+            None => Vec::new(),
+        }
+    }
+
+    /// `XEN_DOMCTL_SENDTRIGGER_NMI` (`xl trigger DOM nmi VCPU`): queues an
+    /// NMI for `vcpu`, which injects it (`KVM_NMI`) before it next enters
+    /// the guest; a vCPU halted or blocked is woken for it. False when no
+    /// run is attached or there is no such vCPU.
+    pub fn nmi(&self, vcpu: u32) -> bool {
+        let s = self.state();
+        let Some(run) = &s.run else {
+            return false;
+        };
+        let Some(flag) = run.shared.pending_nmi.get(vcpu as usize) else {
+            return false;
+        };
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        run.shared.kick(vcpu);
+        run.domain.wake_vcpu(vcpu);
+        true
+    }
+
     /// Sets which exit reasons make the next runs record a [`CoreDump`].
     pub fn set_dump_policy(&self, policy: DumpPolicy) {
         *self.0.policy.lock().unwrap_or_else(|e| e.into_inner()) = Some(policy);
@@ -458,6 +509,15 @@ mod tests {
             c.detach_device(DeviceClass::Vbd, 51712, UnplugMode::Safe),
             Err(HotplugError::NotRunning)
         );
+    }
+
+    #[test]
+    fn memory_and_vcpu_requests_without_a_run_report_nothing() {
+        let c = DomainControl::new();
+        assert_eq!(c.memory_pages(), None);
+        assert!(!c.set_max_pages(1));
+        assert!(c.vcpu_infos().is_empty());
+        assert!(!c.nmi(0));
     }
 
     #[test]

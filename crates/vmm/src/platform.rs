@@ -31,6 +31,9 @@ pub(crate) struct Shared {
     pub threads: Mutex<Vec<Option<libc::pthread_t>>>,
     /// `VCPUOP_up`/`VCPUOP_down` requests, per vCPU.
     pub vcpu_ctl: Vec<crate::smp::VcpuCtl>,
+    /// NMIs the toolstack asked for (`xl trigger nmi`), per vCPU; each
+    /// vCPU injects its own with `KVM_NMI` before its next `KVM_RUN`.
+    pub pending_nmi: Vec<AtomicBool>,
     /// Set only with `VmConfig::debug_hypercall`: the VM the benchmark's
     /// private hypercall signals MSIs on (crate::debug_hook).
     pub debug_vm: std::sync::OnceLock<Arc<VmFd>>,
@@ -45,6 +48,7 @@ impl Shared {
             pending_msrs: (0..vcpus).map(|_| Mutex::new(Vec::new())).collect(),
             threads: Mutex::new(vec![None; vcpus as usize]),
             vcpu_ctl: (0..vcpus).map(|_| Default::default()).collect(),
+            pending_nmi: (0..vcpus).map(|_| AtomicBool::new(false)).collect(),
             debug_vm: std::sync::OnceLock::new(),
         }
     }

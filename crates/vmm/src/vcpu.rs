@@ -296,6 +296,19 @@ impl Vcpu {
         unsafe { std::slice::from_raw_parts_mut(p, self.run_size) }
     }
 
+    /// `KVM_NMI` for an NMI the toolstack queued (`xl trigger nmi`).
+    fn inject_pending_nmi(&mut self) -> Result<(), VmmError> {
+        let queued = self
+            .shared
+            .pending_nmi
+            .get(self.id as usize)
+            .is_some_and(|f| f.swap(false, Ordering::SeqCst));
+        if queued {
+            self.fd.nmi().map_err(VmmError::kvm("KVM_NMI"))?;
+        }
+        Ok(())
+    }
+
     fn apply_pending_msrs(&mut self) -> Result<(), VmmError> {
         let Some(q) = self.shared.pending_msrs.get(self.id as usize) else {
             return Ok(());
@@ -385,6 +398,7 @@ impl Vcpu {
                 }
             }
             self.apply_pending_msrs()?;
+            self.inject_pending_nmi()?;
             // Paused by the toolstack: complete the last exit, then wait.
             if let Some(control) = self.control.clone() {
                 if !control.enter_guest() {

@@ -32,6 +32,14 @@ pub fn uuid_string(u: &[u8; 16]) -> String {
     )
 }
 
+/// Now as libxl writes `start_time`: `seconds.hundredths`.
+fn start_time() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:02}", now.as_secs(), now.subsec_micros() / 10_000)
+}
+
 /// Writes the domain's nodes in one transaction (retried on EAGAIN by the
 /// engine), then `/libxl/<domid>/type` in another, as libxl does.
 pub fn write(engine: &Engine, cfg: &VmConfig, rings: &RingInfo) -> Result<(), XsError> {
@@ -96,6 +104,8 @@ pub fn write(engine: &Engine, cfg: &VmConfig, rings: &RingInfo) -> Result<(), Xs
         t.write(&format!("{vm}/uuid"), uuid_string(&cfg.uuid).as_bytes())?;
         t.write(&format!("{vm}/name"), cfg.name.as_bytes())?;
         t.write(&format!("{vm}/image/ostype"), b"hvm")?;
+        // libxl__build_post: when the domain was built (`xl uptime`).
+        t.write(&format!("{vm}/start_time"), start_time().as_bytes())?;
         // libxl__build_post.
         t.write(
             &format!("{dom}/memory/static-max"),

@@ -123,6 +123,9 @@ pub(crate) struct State {
     pub tot_pages: u64,
     /// RAM frames the guest gave back (`XENMEM_decrease_reservation`).
     pub ballooned: std::collections::BTreeSet<u64>,
+    /// Page limit (`d->max_pages`): starts at the configured `max_pages`,
+    /// moved by the toolstack (`XEN_DOMCTL_max_mem`, `xl mem-set/mem-max`).
+    pub max_pages: u64,
     /// Per vCPU: host pointers to its 2-level event words, valid while its
     /// [`Target`] and the memory's layout generation are the ones recorded
     /// with them (see `Domain::set_pending`): an overlay or grant alias put
@@ -295,6 +298,7 @@ impl Domain {
             early_pending: Vec::new(),
             tot_pages: config.current_pages,
             ballooned: Default::default(),
+            max_pages: config.max_pages,
             mapped: vec![None; n],
         };
         let evtchn = EvtchnTable::new(domid, config.max_event_channels, n as u32);

@@ -82,11 +82,13 @@ pub mod types;
 
 mod block;
 mod domain;
+mod domctl;
 pub mod pirq;
 pub mod timer;
 pub mod vcpu;
 
 pub use domain::{Domain, DomainConfig, Error};
+pub use domctl::VcpuInfo;
 pub use evtchn::EvtchnHandler;
 pub use gnttab::active::GrantError;
 pub use gnttab::backend::{CopyEnd, GrantMapping};

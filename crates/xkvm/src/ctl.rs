@@ -1,10 +1,11 @@
 //! The VMM's control socket: what xl reaches through libxl and Xen's
 //! domctls (domain info, pause, unpause, destroy, forced shutdown, the
-//! hypervisor log, device hot-plug). One JSON request line per connection,
-//! one JSON reply line back: `{"op": "pause"}` → `{"ok": true}` or
-//! `{"ok": false, "error": "..."}`. Each connection is served on its own
-//! thread, so a slow request (an unplug waiting for the guest) does not hold
-//! up `list` or `destroy`.
+//! hypervisor log, device hot-plug, rename, and through `crate::domctl`
+//! the memory limit and target, vCPU availability and state, NMIs). One
+//! JSON request line per connection, one JSON reply line back:
+//! `{"op": "pause"}` → `{"ok": true}` or `{"ok": false, "error": "..."}`.
+//! Each connection is served on its own thread, so a slow request (an
+//! unplug waiting for the guest) does not hold up `list` or `destroy`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};

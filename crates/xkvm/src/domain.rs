@@ -3,13 +3,13 @@
 //! applies the `on_*` actions when the guest stops.
 
 use anyhow::{bail, Context};
+
+use crate::bootloader;
 use xl_config::{Action, DomainConfig, DomainType, TypeInfo};
 
-/// Builds the VMM's configuration for `config` (which must have had
-/// [`DomainConfig::with_defaults`] applied) as domain `domid`.
-pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmConfig> {
+/// Refuses the domain types KVM cannot boot (before any bootloader runs).
+fn check_type(config: &DomainConfig) -> anyhow::Result<()> {
     let c = &config.c_info;
-    let b = &config.b_info;
     if c.type_ == DomainType::Pv {
         // KVM has no PV mode. Xen's answer for PV kernels without PV
         // hardware support is the PV shim, which xl only reads for
@@ -31,18 +31,70 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
             c.type_.name()
         );
     }
-    if let Some(bootloader) = &b.bootloader {
-        bail!("bootloader \"{bootloader}\" is not supported yet; give the kernel directly");
+    Ok(())
+}
+
+/// Runs the domain's `bootloader=` (libxl's `libxl__bootloader_run`, once
+/// per boot) when it has one; `None` for a direct kernel boot. Refuses the
+/// domain types we cannot boot before running anything.
+pub fn run_bootloader(
+    config: &DomainConfig,
+    session: bootloader::Session<'_>,
+) -> anyhow::Result<Option<bootloader::Chosen>> {
+    check_type(config)?;
+    if !bootloader::applies(config) {
+        return Ok(None);
     }
-    let kernel = b
-        .kernel
-        .as_deref()
-        .context("no kernel given (set kernel = \"...\" in the config)")?;
-    let ramdisk = b.ramdisk.as_deref().map(|path| vmm::ModuleSpec {
-        path: path.into(),
+    let chosen = bootloader::run(config, session)?;
+    tracing::info!(
+        "bootloader chose kernel {}, ramdisk {}, command line {:?}",
+        chosen.kernel.display(),
+        chosen
+            .ramdisk
+            .as_deref()
+            .map_or_else(|| "none".into(), |r| r.display().to_string()),
+        chosen.cmdline.as_deref().unwrap_or("")
+    );
+    Ok(Some(chosen))
+}
+
+/// Builds the VMM's configuration for `config` (which must have had
+/// [`DomainConfig::with_defaults`] applied) as domain `domid`, booting what
+/// `boot` (the bootloader's choice, from [`run_bootloader`]) names, or the
+/// config's kernel without a bootloader.
+pub fn vm_config(
+    config: &DomainConfig,
+    domid: u32,
+    boot: Option<&bootloader::Chosen>,
+) -> anyhow::Result<vmm::VmConfig> {
+    let c = &config.c_info;
+    let b = &config.b_info;
+    check_type(config)?;
+    // libxl (domcreate_bootloader_done): with a bootloader, its kernel,
+    // ramdisk and args are the domain's, and nothing of the config's.
+    // HVM ignores bootloader= (libxl skips it there).
+    let (kernel, ramdisk, cmdline) = match (boot, &b.bootloader) {
+        (Some(chosen), _) => (
+            chosen.kernel.clone(),
+            chosen.ramdisk.clone(),
+            chosen.cmdline.clone().unwrap_or_default(),
+        ),
+        (None, Some(bootloader)) if bootloader::applies(config) => {
+            bail!("bootloader \"{bootloader}\" has not run (internal error)")
+        }
+        (None, _) => (
+            b.kernel
+                .as_deref()
+                .context("no kernel given (set kernel = \"...\" in the config)")?
+                .into(),
+            b.ramdisk.as_deref().map(std::path::PathBuf::from),
+            b.cmdline.clone().unwrap_or_default(),
+        ),
+    };
+    let ramdisk = ramdisk.map(|path| vmm::ModuleSpec {
+        path,
         cmdline: String::new(),
     });
-    let cmdline = b.cmdline.clone().unwrap_or_default();
 
     let mut vm = vmm::VmConfig::new(c.name.clone(), "");
     let pvshim = match &b.u {
@@ -64,12 +116,12 @@ pub fn vm_config(config: &DomainConfig, domid: u32) -> anyhow::Result<vmm::VmCon
                 .collect::<Vec<_>>()
                 .join(" ");
             vm.modules.push(vmm::ModuleSpec {
-                path: kernel.into(),
+                path: kernel,
                 cmdline,
             });
         }
         None => {
-            vm.kernel = kernel.into();
+            vm.kernel = kernel;
             vm.cmdline = cmdline;
         }
     }
@@ -290,7 +342,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/k'\nmemory=256\nmaxmem=512\nvcpus=2\nmaxvcpus=4\n\
              extra='console=hvc0'\nramdisk='/initrd'\n",
         );
-        let vm = vm_config(&cfg, 7).expect("maps");
+        let vm = vm_config(&cfg, 7, None).expect("maps");
         assert_eq!(vm.domid, 7);
         assert_eq!((vm.memory_mib, vm.max_memory_mib), (256, 512));
         assert_eq!((vm.vcpus, vm.max_vcpus), (2, 4));
@@ -306,7 +358,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/pv'\ncmdline='root=/dev/xvda'\npvshim=1\n\
              pvshim_extra='loglvl=all'\n",
         );
-        let vm = vm_config(&cfg, 1).expect("maps");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
         assert_eq!(
             vm.kernel,
             std::path::PathBuf::from("/usr/lib/xen-4.17/boot/xen-shim")
@@ -322,7 +374,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/pv'\nramdisk='/initrd'\npvshim=1\n\
              pvshim_path='/shim'\n",
         );
-        let vm = vm_config(&cfg, 1).expect("maps");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
         assert_eq!(vm.kernel, std::path::PathBuf::from("/shim"));
         let paths: Vec<_> = vm.modules.iter().map(|m| m.path.clone()).collect();
         assert_eq!(paths, ["/pv", "/initrd"].map(std::path::PathBuf::from));
@@ -330,11 +382,58 @@ mod tests {
     }
 
     #[test]
+    fn the_bootloaders_choice_replaces_kernel_ramdisk_and_cmdline() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nkernel='/cfg-k'\nramdisk='/cfg-r'\nextra='cfg'\n\
+             bootloader='pygrub'\ndisk=['/img,raw,xvda,rw']\n",
+        );
+        let chosen = bootloader::Chosen::fixed("/bl/k", Some("/bl/r"), Some("root=/dev/xvda1"));
+        let vm = vm_config(&cfg, 1, Some(&chosen)).expect("maps");
+        assert_eq!(vm.kernel, std::path::PathBuf::from("/bl/k"));
+        assert_eq!(vm.cmdline, "root=/dev/xvda1");
+        let paths: Vec<_> = vm.modules.iter().map(|m| m.path.clone()).collect();
+        assert_eq!(paths, [std::path::PathBuf::from("/bl/r")]);
+        // No ramdisk and no args in the output: none at all, as in libxl.
+        let bare = bootloader::Chosen::fixed("/bl/k", None, None);
+        let vm = vm_config(&cfg, 1, Some(&bare)).expect("maps");
+        assert!(vm.modules.is_empty() && vm.cmdline.is_empty(), "{vm:?}");
+    }
+
+    #[test]
+    fn with_pvshim_the_bootloaders_kernel_is_the_shims_module() {
+        let cfg = parsed(
+            "type='pvh'\nname='g'\nbootloader='pygrub'\npvshim=1\npvshim_path='/shim'\n\
+             disk=['/img,raw,xvda,rw']\n",
+        );
+        let chosen = bootloader::Chosen::fixed("/bl/pv", Some("/bl/r"), Some("console=hvc0"));
+        let vm = vm_config(&cfg, 1, Some(&chosen)).expect("maps");
+        assert_eq!(vm.kernel, std::path::PathBuf::from("/shim"));
+        let mods: Vec<_> = vm
+            .modules
+            .iter()
+            .map(|m| (m.path.clone(), m.cmdline.clone()))
+            .collect();
+        assert_eq!(
+            mods,
+            [
+                ("/bl/pv".into(), "console=hvc0".to_owned()),
+                ("/bl/r".into(), String::new())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_bootloader_config_is_not_booted_without_its_choice() {
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nbootloader='pygrub'\n");
+        assert!(vm_config(&cfg, 1, None).is_err());
+    }
+
+    #[test]
     fn type_pv_is_refused_with_the_pvshim_way_to_boot_it() {
         // xl ignores pvshim for type "pv", so the line changes nothing.
         for extra in ["", "pvshim=1\n"] {
             let cfg = parsed(&format!("type='pv'\nname='g'\nkernel='/pv'\n{extra}"));
-            let err = vm_config(&cfg, 1).expect_err("type pv is refused");
+            let err = vm_config(&cfg, 1, None).expect_err("type pv is refused");
             let msg = format!("{err:#}");
             assert!(msg.contains("type = \"pvh\" and pvshim = 1"), "{msg}");
         }
@@ -346,7 +445,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/k'\nxen_version='4.5'\napic=0\nnestedhvm=1\n\
              timer_mode='one_missed_tick_pending'\nmax_grant_frames=8\nxen_evtchn_max_pirq=64\n",
         );
-        let vm = vm_config(&cfg, 1).expect("maps");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
         assert_eq!(vm.xen_version, (4, 5));
         assert!(!vm.apic);
         assert!(vm.nested_hvm);
@@ -358,7 +457,7 @@ mod tests {
     #[test]
     fn cpuid_policy_reaches_the_vmm_in_both_spellings() {
         let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\ncpuid='host,bmi1=0,tm=0'\n");
-        let vm = vm_config(&cfg, 1).expect("maps");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
         let x = "x".repeat(32);
         let mut ebx = x.clone().into_bytes();
         ebx[31 - 3] = b'0';
@@ -384,7 +483,7 @@ mod tests {
         let cfg = parsed(&format!(
             "type='pvh'\nname='g'\nkernel='/k'\ncpuid=['{line}', '0xd,1:eax={x}']\n"
         ));
-        let vm = vm_config(&cfg, 1).expect("maps");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
         assert_eq!(vm.cpuid_policy.len(), 2);
         assert_eq!(
             vm.cpuid_policy[0].regs[2].as_deref(),
@@ -395,7 +494,10 @@ mod tests {
             (0xd, Some(1))
         );
         let none = parsed("type='pvh'\nname='g'\nkernel='/k'\n");
-        assert!(vm_config(&none, 1).expect("maps").cpuid_policy.is_empty());
+        assert!(vm_config(&none, 1, None)
+            .expect("maps")
+            .cpuid_policy
+            .is_empty());
     }
 
     #[test]
@@ -404,7 +506,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/k'\n\
              disk=['/img/a.raw,raw,xvda,rw', 'vdev=hdc,access=ro,devtype=cdrom,no-discard,target=/img/cd.iso']\n",
         );
-        let vm = vm_config(&cfg, 3).expect("maps");
+        let vm = vm_config(&cfg, 3, None).expect("maps");
         assert_eq!(vm.disks.len(), 2);
         assert_eq!(vm.disks[0].path, std::path::PathBuf::from("/img/a.raw"));
         assert_eq!(vm.disks[0].vdev, "xvda");
@@ -413,13 +515,13 @@ mod tests {
         assert!(vm.disks[1].readonly && vm.disks[1].cdrom && !vm.disks[1].discard);
         assert_eq!(vm.disks[0].format, vmm::DiskImageFormat::Raw);
         let qcow2 = parsed("type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,qcow2,xvda,rw']\n");
-        let vm = vm_config(&qcow2, 3).expect("qcow2 maps");
+        let vm = vm_config(&qcow2, 3, None).expect("qcow2 maps");
         assert_eq!(vm.disks[0].format, vmm::DiskImageFormat::Qcow2);
         for f in ["qcow", "vhd", "qed"] {
             let other = parsed(&format!(
                 "type='pvh'\nname='g'\nkernel='/k'\ndisk=['/a.q,{f},xvda,rw']\n"
             ));
-            let err = vm_config(&other, 3).expect_err("refused").to_string();
+            let err = vm_config(&other, 3, None).expect_err("refused").to_string();
             assert!(err.contains(&format!("format {f} ")), "{err}");
         }
     }
@@ -430,7 +532,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/k'\n\
              vif=['mac=00:16:3e:01:02:03,bridge=xenbr0,rate=10Mb/s', '']\n",
         );
-        let vm = vm_config(&cfg, 3).expect("maps");
+        let vm = vm_config(&cfg, 3, None).expect("maps");
         assert_eq!(vm.vifs.len(), 2);
         assert_eq!(vm.vifs[0].net.mac, "00:16:3e:01:02:03");
         // No xenbr0 on the test host: a plain TAP (vif_bridge's rule).
@@ -449,7 +551,7 @@ mod tests {
         let cfg = parsed(
             "type='pvh'\nname='g'\nkernel='/k'\nvif=['script=/etc/xkvm/my-vif,gatewaydev=eth9']\n",
         );
-        let vm = vm_config(&cfg, 3).expect("maps");
+        let vm = vm_config(&cfg, 3, None).expect("maps");
         assert_eq!(
             vm.vifs[0].hotplug.script.as_deref(),
             Some("/etc/xkvm/my-vif")
@@ -463,7 +565,7 @@ mod tests {
             "type='pvh'\nname='g'\nkernel='/k'\n\
              channel=['name=org.a,connection=pty', 'name=org.b,connection=socket,path=/tmp/b.sock']\n",
         );
-        let vm = vm_config(&cfg, 3).expect("maps");
+        let vm = vm_config(&cfg, 3, None).expect("maps");
         assert_eq!(vm.consoles.len(), 2);
         assert_eq!(vm.consoles[0].devid, 1);
         assert_eq!(vm.consoles[0].name.as_deref(), Some("org.a"));
@@ -477,7 +579,7 @@ mod tests {
     #[test]
     fn non_pvh_types_are_refused_with_the_reason() {
         let cfg = parsed("type='hvm'\nname='g'\n");
-        let err = vm_config(&cfg, 1).expect_err("hvm not supported yet");
+        let err = vm_config(&cfg, 1, None).expect_err("hvm not supported yet");
         assert!(err.to_string().contains("only type = \"pvh\""), "{err}");
     }
 

@@ -1,10 +1,12 @@
 //! `xkvm`: xl's command line for Xen guests on KVM.
 
+mod bootloader;
 mod cmd;
 mod console;
 mod coredump;
 mod ctl;
 mod domain;
+mod domctl;
 mod foreground;
 mod hotplug;
 mod resolve;
@@ -86,6 +88,32 @@ enum Command {
     /// List a domain's network interfaces (as `xl network-list`).
     #[command(name = "network-list")]
     NetworkList(cmd::network::ListArgs),
+    /// Set a domain's memory target (as `xl mem-set`).
+    #[command(name = "mem-set")]
+    MemSet(cmd::mem::Args),
+    /// Set a domain's maximum memory (as `xl mem-max`).
+    #[command(name = "mem-max")]
+    MemMax(cmd::mem::Args),
+    /// Set how many vCPUs a domain has online (as `xl vcpu-set`).
+    #[command(name = "vcpu-set")]
+    VcpuSet(cmd::vcpu::SetArgs),
+    /// List domains' vCPUs (as `xl vcpu-list`).
+    #[command(name = "vcpu-list")]
+    VcpuList(cmd::vcpu::ListArgs),
+    /// Send a sysrq to a domain (as `xl sysrq`).
+    Sysrq(cmd::misc::SysrqArgs),
+    /// How long domains have been up (as `xl uptime`).
+    Uptime(cmd::misc::UptimeArgs),
+    /// Send a trigger to a domain (as `xl trigger`).
+    Trigger(cmd::misc::TriggerArgs),
+    /// Give a domain a new name (as `xl rename`).
+    Rename(cmd::misc::RenameArgs),
+    /// Insert a cdrom image (as `xl cd-insert`; HVM guests only).
+    #[command(name = "cd-insert")]
+    CdInsert(cmd::cdrom::InsertArgs),
+    /// Eject a cdrom (as `xl cd-eject`; HVM guests only).
+    #[command(name = "cd-eject")]
+    CdEject(cmd::cdrom::EjectArgs),
     /// Run a standalone XenStore daemon on a Unix socket.
     Xenstored(cmd::xenstored::Args),
     /// (internal) The VMM process of one domain, started by `create`.
@@ -125,6 +153,16 @@ fn main() -> ExitCode {
         Command::NetworkAttach(a) => cmd::network::attach(a),
         Command::NetworkDetach(a) => cmd::network::detach(a),
         Command::NetworkList(a) => cmd::network::list(a),
+        Command::MemSet(a) => cmd::mem::mem_set(a),
+        Command::MemMax(a) => cmd::mem::mem_max(a),
+        Command::VcpuSet(a) => cmd::vcpu::set(a),
+        Command::VcpuList(a) => cmd::vcpu::list(a),
+        Command::Sysrq(a) => cmd::misc::sysrq(a),
+        Command::Uptime(a) => cmd::misc::uptime(a),
+        Command::Trigger(a) => cmd::misc::trigger(a),
+        Command::Rename(a) => cmd::misc::rename(a),
+        Command::CdInsert(a) => cmd::cdrom::insert(a),
+        Command::CdEject(a) => cmd::cdrom::eject(a),
         Command::Xenstored(args) => cmd::xenstored::run(args),
         Command::RunDomain(args) => vmm_process::run(args),
     };

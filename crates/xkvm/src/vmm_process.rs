@@ -72,6 +72,14 @@ fn exit_of_name(s: &str) -> Option<vmm::DomainExit> {
 struct Reporter(Mutex<Option<File>>);
 
 impl Reporter {
+    /// A line before the final one (the pipe stays open), e.g.
+    /// `BOOTLOADER <domid>`: the console is live before the domain runs.
+    fn progress(&self, line: &str) {
+        if let Some(f) = self.0.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
     fn send(&self, line: &str) {
         if let Some(mut f) = self.0.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = writeln!(f, "{line}");
@@ -289,7 +297,11 @@ fn run_loop(
         .set_dump_policy(Box::new(move |exit| dumps(&config, exit)));
     loop {
         let domid = dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid;
-        let mut vm = domain::vm_config(&dom.config(), domid)?;
+        if crate::bootloader::applies(&dom.config()) {
+            reporter.progress(&format!("BOOTLOADER {domid}"));
+        }
+        let boot = run_bootloader(dom, hub, domid)?;
+        let mut vm = domain::vm_config(&dom.config(), domid, boot.as_ref())?;
         // vif scripts reach this domain's store as libxl's reach xenstored.
         let store_socket = dom
             .dir
@@ -310,6 +322,8 @@ fn run_loop(
             let (control, reporter) = (dom.control.clone(), reporter.clone());
             let done = ended.clone();
             std::thread::spawn(move || {
+                // The bootloader's files go once the domain has loaded them.
+                let _boot = boot;
                 while !done.load(Ordering::SeqCst) {
                     if control.is_running() {
                         reporter.send(&format!("OK {domid}"));
@@ -373,6 +387,38 @@ fn run_loop(
     }
 }
 
+/// Runs the domain's bootloader, if it has one, on the domain's console
+/// (this terminal for `create -F -c`), as libxl does before each boot.
+fn run_bootloader(
+    dom: &Domain,
+    hub: &ConsoleHub,
+    domid: u32,
+) -> anyhow::Result<Option<crate::bootloader::Chosen>> {
+    use crate::bootloader::{Session, StdinUntil, Terminal};
+    let done = Arc::new(AtomicBool::new(false));
+    let console = if dom.mode.terminal_console {
+        vmm::ConsoleIo {
+            input: Some(Box::new(StdinUntil { done: done.clone() })),
+            output: Box::new(std::io::stdout()),
+        }
+    } else {
+        hub.console_io(done.clone())
+    };
+    let work_dir = dom
+        .dir
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .path
+        .clone();
+    let session = Session {
+        domid,
+        work_dir: &work_dir,
+        terminal: Terminal { console, done },
+        stop: &|| dom.control.is_destroyed(),
+    };
+    domain::run_bootloader(&dom.config(), session)
+}
+
 fn append_dmesg(dom: &Domain, log: &[u8]) {
     dom.status
         .lock()
@@ -431,6 +477,41 @@ fn rename_restart(dom: &Domain, domid: u32) -> anyhow::Result<()> {
         Err(e) => tracing::error!("restarting {old_name} after rename: {e:#}"),
     }
     Ok(())
+}
+
+/// `xl rename` (`libxl_domain_rename`): the run directory moves to the new
+/// name (refused if taken), then XenStore's `name` nodes and the kept
+/// configuration follow.
+fn rename(dom: &Domain, new_name: &str) -> Result<serde_json::Value, String> {
+    let (domid, old) = {
+        let st = dom.status.lock().unwrap_or_else(|e| e.into_inner());
+        (st.domid, st.name.clone())
+    };
+    if new_name == old {
+        return Ok(json!({}));
+    }
+    let dir = dom.dir.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let moved = dom
+        .rd
+        .rename(&dir, new_name, domid)
+        .map_err(|e| format!("{e:#}"))?;
+    *dom.dir.lock().unwrap_or_else(|e| e.into_inner()) = moved;
+    dom.status.lock().unwrap_or_else(|e| e.into_inner()).name = new_name.to_owned();
+    dom.config
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .c_info
+        .name = new_name.to_owned();
+    write_info(dom).map_err(|e| format!("{e:#}"))?;
+    let dom_path = format!("/local/domain/{domid}");
+    let _ = dom
+        .store
+        .write(&format!("{dom_path}/name"), new_name.as_bytes());
+    if let Ok(vm) = dom.store.read(&format!("{dom_path}/vm")) {
+        let vm = String::from_utf8_lossy(&vm).into_owned();
+        let _ = dom.store.write(&format!("{vm}/name"), new_name.as_bytes());
+    }
+    Ok(json!({}))
 }
 
 /// xl's `preserve`: the domain stays, shut down, until `xkvm destroy`.
@@ -503,13 +584,23 @@ fn info(dom: &Domain) -> Value {
     let (cpu, running) = vcpu_cpu_time();
     let cfg = dom.config();
     let b = &cfg.b_info;
-    let mem_mib = b.target_memkb.or(b.max_memkb).unwrap_or(0) / 1024;
+    // xl list's Mem is what the domain holds (tot_pages), which follows
+    // `mem-set` once the guest's balloon driver has acted.
+    let mem_mib = match dom.control.memory_pages() {
+        Some((tot_pages, _)) => tot_pages * 4 / 1024,
+        None => b.target_memkb.or(b.max_memkb).unwrap_or(0) / 1024,
+    };
     let mut config = xl_config::json::to_json(&cfg, xl_config::Flavour::Full);
     if let Some(c) = config.get_mut("c_info").and_then(Value::as_object_mut) {
         c.insert("type".into(), json!(type_));
         c.insert("name".into(), json!(st.name));
     }
-    let vcpus = u32::try_from(b.avail_vcpus.len()).unwrap_or(1).max(1);
+    // xl list's VCPUs is the hypervisor's count of vCPUs up (vcpu_online).
+    let online = dom.control.vcpu_infos().iter().filter(|v| v.online).count();
+    let vcpus = match u32::try_from(online) {
+        Ok(n) if n > 0 => n,
+        _ => u32::try_from(b.avail_vcpus.len()).unwrap_or(1).max(1),
+    };
     json!({
         "name": st.name,
         "domid": st.domid,
@@ -585,6 +676,16 @@ fn handle(dom: &Domain, req: &Value) -> Result<Value, String> {
                     .xenstore_socket(),
             };
             crate::hotplug::handle(&target, op, req)
+        }
+        "rename" => rename(dom, req["name"].as_str().unwrap_or("")),
+        op @ ("mem-set" | "mem-max" | "mem-info" | "vcpu-set" | "vcpu-list" | "nmi") => {
+            let target = crate::domctl::Target {
+                config: &dom.config,
+                control: &dom.control,
+                store: &dom.store,
+                domid: dom.status.lock().unwrap_or_else(|e| e.into_inner()).domid,
+            };
+            crate::domctl::handle(&target, op, req)
         }
         other => Err(format!("unknown control request {other:?}")),
     }

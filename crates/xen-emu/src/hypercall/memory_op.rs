@@ -17,10 +17,9 @@ pub fn memory_op(c: &mut Call<'_>) -> HcResult {
         XENMEM_CURRENT_RESERVATION | XENMEM_MAXIMUM_RESERVATION | XENMEM_MAXIMUM_GPFN => {
             let domid: u16 = c.g.read(arg)?;
             c.self_domid(domid)?;
-            let cfg = &c.d.config;
             Ok(match cmd {
                 XENMEM_CURRENT_RESERVATION => c.d.state().tot_pages as i64,
-                XENMEM_MAXIMUM_RESERVATION => cfg.max_pages as i64,
+                XENMEM_MAXIMUM_RESERVATION => c.d.state().max_pages as i64,
                 _ => max_gpfn(&c.d.state().e820) as i64,
             })
         }

@@ -111,7 +111,7 @@ fn read_pfn(c: &mut Call<'_>, list: u64, i: u64) -> Result<u64, crate::types::Er
 /// the count moves (up to `max_pages`).
 fn increase(c: &mut Call<'_>, pages: u64) -> bool {
     let mut st = c.d.state();
-    if st.tot_pages + pages > c.d.config.max_pages {
+    if st.tot_pages + pages > st.max_pages {
         return false;
     }
     st.tot_pages += pages;
@@ -175,7 +175,7 @@ fn populate(c: &mut Call<'_>, gfn: u64, pages: u64) -> bool {
     {
         let mut st = c.d.state();
         // assign_pages checks the limit before the old pages are freed.
-        if st.tot_pages + pages > c.d.config.max_pages {
+        if st.tot_pages + pages > st.max_pages {
             return false;
         }
         for g in gfn..end {

@@ -135,28 +135,76 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     // With -c the domain starts paused and runs only once the console is
     // attached, so a guest that talks (or even ends) at once is seen whole.
-    let domid = spawn_vmm(&rest, args.paused || args.console)?;
     let name = config.c_info.name.clone();
+    // A bootloader runs on the console before the domain exists (libxl's
+    // console_available): with -c attach then, so its menu is here.
+    let mut early: Option<std::thread::JoinHandle<anyhow::Result<()>>> = None;
+    let started = spawn_vmm_reporting(&rest, args.paused || args.console, &mut |line| {
+        if let (true, Some(id), None) = (args.console, line.strip_prefix("BOOTLOADER "), &early) {
+            match attach_console(id, &name) {
+                Ok(console) => early = Some(std::thread::spawn(move || console.run())),
+                Err(e) => tracing::warn!("attaching to the bootloader's console: {e:#}"),
+            }
+        }
+    });
+    let domid = match started {
+        Ok(id) => id,
+        Err(e) => {
+            // The VMM is gone, so the console relay ends (and restores
+            // the terminal) before the error is printed.
+            if let Some(relay) = early {
+                let _ = relay.join();
+            }
+            return Err(e);
+        }
+    };
     if !args.quiet {
         tracing::info!("domain {name} created as {domid}");
     }
     if args.console {
         let rd = crate::rundir::RunDir::open()?;
         let dom = crate::resolve::find(&rd, &domid.to_string())?;
-        let console = crate::console::connect(&dom.dir.console_socket(), &name)?;
+        // Attached at the bootloader already, or now.
+        let now = match early {
+            Some(_) => None,
+            None => Some(crate::console::connect(&dom.dir.console_socket(), &name)?),
+        };
         if !args.paused {
             crate::ctl::request(&dom.dir, serde_json::json!({"op": "unpause"}))?;
         }
-        console.run()?;
+        if let Some(console) = now {
+            console.run()?;
+        } else if let Some(relay) = early {
+            relay
+                .join()
+                .map_err(|_| anyhow::anyhow!("the console relay panicked"))??;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The console of domain `id` (named `name`), connected.
+fn attach_console(id: &str, name: &str) -> anyhow::Result<crate::console::Attached> {
+    let rd = crate::rundir::RunDir::open()?;
+    let dom = crate::resolve::find(&rd, id)?;
+    crate::console::connect(&dom.dir.console_socket(), name)
 }
 
 /// Starts the domain's VMM as its own session (`xkvm __run-domain`) and
 /// waits until it reports the domain running (its id) or failed (the
 /// reason, as an error).
 pub fn spawn_vmm(rest: &[String], paused: bool) -> anyhow::Result<u32> {
-    use std::io::Read;
+    spawn_vmm_reporting(rest, paused, &mut |_| {})
+}
+
+/// [`spawn_vmm`], handing the VMM's progress lines (`BOOTLOADER <domid>`)
+/// to `progress` as they come.
+fn spawn_vmm_reporting(
+    rest: &[String],
+    paused: bool,
+    progress: &mut dyn FnMut(&str),
+) -> anyhow::Result<u32> {
+    use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().context("finding the xkvm binary")?;
     let mut cmd = std::process::Command::new(exe);
@@ -178,12 +226,18 @@ pub fn spawn_vmm(rest: &[String], paused: bool) -> anyhow::Result<u32> {
         });
     }
     let mut child = cmd.spawn().context("starting the VMM process")?;
-    let mut status = String::new();
-    if let Some(mut out) = child.stdout.take() {
-        out.read_to_string(&mut status)
-            .context("reading the VMM's start-up status")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        for l in std::io::BufReader::new(out).lines() {
+            let l = l.context("reading the VMM's start-up status")?;
+            if l.starts_with("OK ") || l.starts_with("ERR ") {
+                line = l;
+                break;
+            }
+            progress(&l);
+        }
     }
-    let line = status.lines().next().unwrap_or("");
+    let line = line.as_str();
     if let Some(id) = line.strip_prefix("OK ") {
         return id
             .trim()

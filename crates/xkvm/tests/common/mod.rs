@@ -171,6 +171,28 @@ impl Host {
     }
 }
 
+impl Host {
+    /// `xkvm xenstore-read -d NAME PATH`, trimmed; panics if it fails.
+    pub fn xs_read(&self, name: &str, path: &str) -> String {
+        self.ok(&["xenstore-read", "-d", name, path])
+            .trim()
+            .to_owned()
+    }
+
+    /// One request on domain `name`'s control socket (the VMM's own
+    /// view, e.g. `{"op": "mem-info"}`); returns the JSON reply.
+    pub fn control(&self, name: &str, request: serde_json::Value) -> serde_json::Value {
+        use std::io::{BufRead, BufReader, Write};
+        let path = self.domain_dir(name).join("control.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(&path).expect("control socket");
+        s.write_all(format!("{request}\n").as_bytes())
+            .expect("request");
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).expect("reply");
+        serde_json::from_str(&line).expect("JSON reply")
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         for pid in self.vmm_pids() {
