@@ -153,6 +153,10 @@ impl std::fmt::Debug for Segments {
 /// A request as read from the ring (not yet checked against the disk).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// The operation, and what the response carries: for an INDIRECT
+    /// request its inner `indirect_op` (READ or WRITE), as Linux's blkback
+    /// answers (`pending_req->operation`) and Linux's blkfront checks
+    /// (a response with operation INDIRECT disables the disk).
     pub op: u8,
     pub id: u64,
     pub sector: u64,
@@ -262,7 +266,7 @@ pub fn parse_request(abi: Abi, b: &[u8]) -> Result<Request, ParseError> {
             let npages = n.div_ceil(SEGS_PER_INDIRECT_PAGE);
             let pages = (0..npages).map(|i| u32_at(b, grefs + i * 4)).collect();
             Ok(Request {
-                op,
+                op: inner,
                 id,
                 sector,
                 body: Body::Indirect {
@@ -276,6 +280,17 @@ pub fn parse_request(abi: Abi, b: &[u8]) -> Result<Request, ParseError> {
             let id = u64_at(b, id_off);
             Err(ParseError::UnknownOp { id, op })
         }
+    }
+}
+
+/// The operation a response to the raw ring slot `b` carries, also when
+/// the slot is refused: an INDIRECT request's inner operation (see
+/// [`Request::op`]).
+pub fn response_op(b: &[u8]) -> u8 {
+    match b {
+        [OP_INDIRECT, inner, ..] => *inner,
+        [op, ..] => *op,
+        [] => 0,
     }
 }
 
@@ -365,6 +380,19 @@ mod tests {
                     segs: Segments::new(&segs)
                 }
             );
+        }
+    }
+
+    #[test]
+    fn an_indirect_request_is_answered_with_its_inner_operation() {
+        for abi in [Abi::X86_32, Abi::X86_64] {
+            for inner in [OP_READ, OP_WRITE] {
+                let b = encode::indirect(abi, inner, 5, 8, 64, &[3]);
+                let r = parse_request(abi, &b).expect("parse");
+                assert_eq!(r.op, inner, "{abi:?}");
+                assert_eq!(response_op(&b), inner);
+                assert!(matches!(r.body, Body::Indirect { op, .. } if op == inner));
+            }
         }
     }
 
