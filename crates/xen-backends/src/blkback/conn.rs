@@ -3,23 +3,26 @@
 //!
 //! Per batch the ring thread runs the READs the page cache can serve
 //! without blocking (`RWF_NOWAIT`, straight into the granted pages)
-//! itself (submitted together through io_uring, see [`super::uring`];
-//! one `preadv2` each where io_uring is unavailable or for qcow2 images),
-//! all of them when they add up to less than
-//! [`MIN_SPLIT_BYTES`], else its share beside one helper worker per spare
-//! CPU; the rest (writes, discards, reads that would wait for the disk)
-//! goes to the workers as a few jobs of several requests. Whoever ran a group of requests posts their
-//! responses together and notifies once; the ring thread answers a long
-//! batch in pieces of [`POST_EVERY`], so that the frontend refills the
-//! ring while the rest is read. Hand-offs per request (a channel
+//! itself (submitted together through io_uring, see [`super::uring`]; one
+//! `preadv2` each where io_uring is unavailable or for qcow2 images), all
+//! of them when they add up to less than [`MIN_SPLIT_BYTES`], else its
+//! share beside one helper worker per spare CPU (a batch of one large
+//! READ, as a frontend that answers each 1 MiB response at once sends, is
+//! cut into two parts by segments: see [`share_read`]); the rest (writes,
+//! discards, reads that would wait for the disk) goes to the workers as a
+//! few jobs of several requests. Whoever ran a group of requests posts
+//! their responses together and notifies once; the ring thread answers a
+//! long batch in pieces of [`POST_EVERY`], so that the frontend refills
+//! the ring while the rest is read. Hand-offs per request (a channel
 //! message, a wake-up, a lock round) cost more than a cached 4 KiB read,
 //! which is why this is batched.
 //!
 //! A ring thread that found the ring empty, with nothing left on the
-//! workers, watches it for [`POLL_SPIN`] before it sleeps: a frontend that answers responses with new requests
-//! at once is then served without the ring thread sleeping and being
-//! woken (a futex round and often an IPI, more than a batch of cached
-//! 4 KiB reads costs; QEMU's iothreads poll for the same reason).
+//! workers but helpers' cached reads, watches it for [`POLL_SPIN`] before
+//! it sleeps: a frontend that answers responses with new requests at once
+//! is then served without the ring thread sleeping and being woken (a
+//! futex round and often an IPI, more than a batch of cached 4 KiB reads
+//! costs; QEMU's iothreads poll for the same reason).
 //!
 //! Nothing here runs inside the guest's `EVTCHNOP_send`: the notification
 //! only rings a doorbell.
@@ -28,7 +31,7 @@
 //! before them to complete, then run alone, and are answered only after
 //! `fdatasync` returned.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::doorbell::Doorbell;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -38,7 +41,9 @@ use std::time::Duration;
 
 use xen_emu::guest::GuestMemory;
 
-use crate::blkif::{self, Abi, Request, OP_FLUSH_DISKCACHE, OP_WRITE_BARRIER, RSP_ERROR};
+use crate::blkif::{
+    self, Abi, Request, Segment, OP_FLUSH_DISKCACHE, OP_WRITE_BARRIER, RSP_ERROR, RSP_OKAY,
+};
 use crate::evtchn::{EventChannels, Notify};
 use crate::grant::{GrantSession, GrantTable};
 use crate::sring::{BackRing, RingError};
@@ -70,6 +75,76 @@ const POST_EVERY: usize = 16;
 
 /// A response owed: id, operation, status.
 type Rsp = (u64, u8, i16);
+
+/// What the ring thread hands to the I/O workers.
+struct Job {
+    work: Work,
+    /// A helper's share of cached reads (see [`Shared::sharing`]).
+    cached: bool,
+}
+
+enum Work {
+    /// Requests run one after the other, answered together.
+    Requests(Vec<Request>),
+    /// One part of a shared READ.
+    Part(Part),
+}
+
+impl Job {
+    fn requests(reqs: Vec<Request>, cached: bool) -> Self {
+        Self {
+            work: Work::Requests(reqs),
+            cached,
+        }
+    }
+
+    fn part(part: Part, cached: bool) -> Self {
+        Self {
+            work: Work::Part(part),
+            cached,
+        }
+    }
+
+    /// What it adds to [`Shared::inflight`].
+    fn len(&self) -> usize {
+        match &self.work {
+            Work::Requests(reqs) => reqs.len(),
+            Work::Part(_) => 1,
+        }
+    }
+}
+
+/// A READ run in parts on different threads: answered once, by whichever
+/// part ends last, with an error if any part failed.
+struct SharedRead {
+    id: u64,
+    op: u8,
+    left: AtomicUsize,
+    failed: AtomicBool,
+}
+
+impl SharedRead {
+    /// Records that a part ended with `status`; the response, if it was
+    /// the last part.
+    fn end(&self, status: i16) -> Option<Rsp> {
+        if status != RSP_OKAY {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        // AcqRel: the last part sees every other part's failure.
+        if self.left.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return None;
+        }
+        let failed = self.failed.load(Ordering::Relaxed);
+        Some((self.id, self.op, if failed { RSP_ERROR } else { RSP_OKAY }))
+    }
+}
+
+/// Segments of a shared READ, consecutive on disk from `sector`.
+struct Part {
+    sector: u64,
+    segs: Vec<Segment>,
+    read: Arc<SharedRead>,
+}
 
 /// What the frontend wrote for this connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +185,9 @@ struct Shared {
     evtchn: Arc<dyn EventChannels>,
     doorbell: Doorbell,
     inflight: Mutex<usize>,
+    /// Of those, requests and parts that helpers read from the page cache
+    /// beside the ring thread (see [`poll_requests`]).
+    sharing: AtomicUsize,
     idle: Condvar,
     stop: AtomicBool,
     fatal: Mutex<Option<String>>,
@@ -165,6 +243,7 @@ impl Connection {
             evtchn: env.evtchn.clone(),
             doorbell: Doorbell::default(),
             inflight: Mutex::new(0),
+            sharing: AtomicUsize::new(0),
             idle: Condvar::new(),
             stop: AtomicBool::new(false),
             fatal: Mutex::new(None),
@@ -218,7 +297,7 @@ impl Connection {
 }
 
 fn ring_loop(s: Arc<Shared>) {
-    let (tx, rx) = mpsc::channel::<Vec<Request>>();
+    let (tx, rx) = mpsc::channel::<Job>();
     let rx = Arc::new(Mutex::new(rx));
     let workers: Vec<_> = (0..s.workers)
         .filter_map(|i| {
@@ -248,7 +327,7 @@ fn set_fatal(s: &Shared, msg: String) {
     (s.on_fatal)();
 }
 
-fn serve(s: &Shared, tx: &Sender<Vec<Request>>) {
+fn serve(s: &Shared, tx: &Sender<Job>) {
     let mut rsps: Vec<Rsp> = Vec::new();
     let mut run: Vec<Request> = Vec::new();
     let mut buf = io::Scratch::default();
@@ -279,7 +358,7 @@ fn serve(s: &Shared, tx: &Sender<Vec<Request>>) {
             match blkif::parse_request(s.abi, raw) {
                 Err(e) => {
                     tracing::debug!("block request refused: {e}");
-                    rsps.push((e.id(), raw[0], RSP_ERROR));
+                    rsps.push((e.id(), blkif::response_op(raw), RSP_ERROR));
                 }
                 Ok(req) if matches!(req.op, OP_WRITE_BARRIER | OP_FLUSH_DISKCACHE) => {
                     // Everything before it must be complete first.
@@ -307,7 +386,7 @@ fn serve(s: &Shared, tx: &Sender<Vec<Request>>) {
 /// comment. Responses of requests run here are added to `rsps`.
 fn dispatch(
     s: &Shared,
-    tx: &Sender<Vec<Request>>,
+    tx: &Sender<Job>,
     run: &mut Vec<Request>,
     rsps: &mut Vec<Rsp>,
     buf: &mut io::Scratch,
@@ -327,15 +406,32 @@ fn dispatch(
     };
     let reads = run;
     let bytes: u64 = reads.iter().filter_map(io::read_bytes).sum();
-    // The helpers' share of the reads, from the end of the batch.
+    // The helpers' share of the reads, from the end of the batch; a lone
+    // large READ is shared out by segments instead.
     let mut jobs: Vec<Vec<Request>> = Vec::new();
+    let mut one_large = None;
     if bytes >= MIN_SPLIT_BYTES && s.helpers > 0 {
-        let keep = reads.len().div_ceil(s.helpers + 1);
-        let shared_out = reads.split_off(keep);
-        jobs.extend(split(shared_out, s.helpers));
+        if let [req] = reads.as_slice() {
+            one_large = io::read_segments(&s.io, req)
+                .filter(|segs| segs.len() >= 2)
+                .and_then(|segs| Some((reads.pop()?, segs)));
+        } else {
+            let keep = reads.len().div_ceil(s.helpers + 1);
+            let shared_out = reads.split_off(keep);
+            jobs.extend(split(shared_out, s.helpers));
+        }
     }
-    jobs.extend(split(other, s.workers));
-    send_jobs(s, tx, jobs, rsps);
+    let shares = jobs.into_iter().map(|job| Job::requests(job, true));
+    let other = split(other, s.workers).into_iter();
+    send_jobs(
+        s,
+        tx,
+        shares.chain(other.map(|job| Job::requests(job, false))),
+        rsps,
+    );
+    if let Some((req, segs)) = one_large {
+        share_read(s, tx, &req, segs, rsps, buf);
+    }
     let mut missed = Vec::new();
     let batched: &[Outcome] = match (
         reader.as_mut().filter(|r| r.usable()),
@@ -356,7 +452,54 @@ fn dispatch(
         }
     }
     // Reads the disk has to serve: one job each, so they wait in parallel.
+    let missed = missed.into_iter().map(|job| Job::requests(job, false));
     send_jobs(s, tx, missed, rsps);
+}
+
+/// Runs the READ `req` (whose segments are `segs`, at least 2) in two
+/// parts: the tail on a helper worker, the head here, from the page
+/// cache only (a head that would wait for the disk goes to the workers
+/// as a part of its own). One 1 MiB copy then uses both cores, as a batch
+/// of several does. Each part holds its own grants for as long as its
+/// read runs; the response waits for both.
+fn share_read(
+    s: &Shared,
+    tx: &Sender<Job>,
+    req: &Request,
+    mut segs: Vec<Segment>,
+    rsps: &mut Vec<Rsp>,
+    buf: &mut io::Scratch,
+) {
+    let read = Arc::new(SharedRead {
+        id: req.id,
+        op: req.op,
+        left: AtomicUsize::new(2),
+        failed: AtomicBool::new(false),
+    });
+    let tail = segs.split_off(segs.len() / 2);
+    // A bad segment fails its part (and so the request); the tail's
+    // position only has to be right when the head is valid.
+    let head_sectors: u64 = segs
+        .iter()
+        .map(|seg| seg.range().map_or(0, |(_, len)| len) / blkif::SECTOR)
+        .sum();
+    let helper = Part {
+        sector: req.sector + head_sectors,
+        segs: tail,
+        read: read.clone(),
+    };
+    send_jobs(s, tx, [Job::part(helper, true)], rsps);
+    match io::read_part(&s.io, req.sector, &segs, buf, Wait::Never) {
+        Some(status) => rsps.extend(read.end(status)),
+        None => {
+            let head = Part {
+                sector: req.sector,
+                segs,
+                read,
+            };
+            send_jobs(s, tx, [Job::part(head, false)], rsps);
+        }
+    }
 }
 
 /// Splits `reqs` into at most `parts` jobs of nearly equal size.
@@ -371,24 +514,43 @@ fn split(mut reqs: Vec<Request>, parts: usize) -> Vec<Vec<Request>> {
     out
 }
 
-fn send_jobs(s: &Shared, tx: &Sender<Vec<Request>>, jobs: Vec<Vec<Request>>, rsps: &mut Vec<Rsp>) {
+fn send_jobs(
+    s: &Shared,
+    tx: &Sender<Job>,
+    jobs: impl IntoIterator<Item = Job>,
+    rsps: &mut Vec<Rsp>,
+) {
     for job in jobs {
         let n = job.len();
+        // Counted before `inflight` and uncounted after it (`finish`): a
+        // racing `poll_requests` may see a helper's share as other work
+        // (it then sleeps once), never the reverse.
+        if job.cached {
+            s.sharing.fetch_add(n, Ordering::SeqCst);
+        }
         *s.inflight.lock().unwrap_or_else(|e| e.into_inner()) += n;
         if let Err(mpsc::SendError(job)) = tx.send(job) {
-            finish(s, n);
-            rsps.extend(job.iter().map(|r| (r.id, r.op, RSP_ERROR)));
+            finish(s, &job);
+            match job.work {
+                Work::Requests(reqs) => rsps.extend(reqs.iter().map(|r| (r.id, r.op, RSP_ERROR))),
+                Work::Part(part) => rsps.extend(part.read.end(RSP_ERROR)),
+            }
         }
     }
 }
 
 /// Watches the ring for up to [`POLL_SPIN`] for requests the ring thread
 /// may take (see the module comment), unless workers have requests in
-/// flight; whether some came.
+/// flight that are not helpers' cached reads; whether some came.
 fn poll_requests(s: &Shared) -> bool {
     // While workers run requests, their responses bring the next ones,
     // and on two cores a spinning ring thread would take their CPU.
-    if *s.inflight.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+    // Helpers copying cached reads run on the spare CPUs and are done
+    // within tens of µs: the ring thread then still catches the request
+    // the frontend answers their response with instead of sleeping and
+    // being woken (1 MiB reads, frontend polling: +50 %, docs/backends.md).
+    let sharing = s.sharing.load(Ordering::SeqCst);
+    if *s.inflight.lock().unwrap_or_else(|e| e.into_inner()) > sharing {
         return false;
     }
     let start = std::time::Instant::now();
@@ -444,15 +606,21 @@ fn wait_idle(s: &Shared) {
     }
 }
 
-fn finish(s: &Shared, done: usize) {
+/// Takes `job` off the requests in flight.
+fn finish(s: &Shared, job: &Job) {
+    let done = job.len();
     let mut n = s.inflight.lock().unwrap_or_else(|e| e.into_inner());
     *n = n.saturating_sub(done);
     if *n == 0 {
         s.idle.notify_all();
     }
+    drop(n);
+    if job.cached {
+        s.sharing.fetch_sub(done, Ordering::SeqCst);
+    }
 }
 
-fn worker(s: Arc<Shared>, rx: Arc<Mutex<Receiver<Vec<Request>>>>) {
+fn worker(s: Arc<Shared>, rx: Arc<Mutex<Receiver<Job>>>) {
     // Reused across requests: zeroing a fresh megabyte per request costs
     // more than the copy itself.
     let mut buf = io::Scratch::default();
@@ -463,12 +631,20 @@ fn worker(s: Arc<Shared>, rx: Arc<Mutex<Receiver<Vec<Request>>>>) {
             rx.recv()
         };
         let Ok(job) = job else { return };
-        for req in &job {
-            let status = io::execute(&s.io, req, &mut buf, Wait::Block);
-            rsps.push((req.id, req.op, status.unwrap_or(RSP_ERROR)));
+        match &job.work {
+            Work::Requests(reqs) => {
+                for req in reqs {
+                    let status = io::execute(&s.io, req, &mut buf, Wait::Block);
+                    rsps.push((req.id, req.op, status.unwrap_or(RSP_ERROR)));
+                }
+            }
+            Work::Part(p) => {
+                let status = io::read_part(&s.io, p.sector, &p.segs, &mut buf, Wait::Block);
+                rsps.extend(p.read.end(status.unwrap_or(RSP_ERROR)));
+            }
         }
         post(&s, &mut rsps);
-        finish(&s, job.len());
+        finish(&s, &job);
     }
 }
 
@@ -602,6 +778,29 @@ mod tests {
     fn batch_of_reads_each_answered_under_its_id_mapped() {
         batch_of_reads_each_answered_under_its_id(false, false);
         batch_of_reads_each_answered_under_its_id(false, true);
+    }
+
+    #[test]
+    fn a_shared_read_is_answered_once_by_its_last_part_with_any_failure() {
+        let read = |left| SharedRead {
+            id: 7,
+            op: OP_READ,
+            left: AtomicUsize::new(left),
+            failed: AtomicBool::new(false),
+        };
+        let ok = read(2);
+        assert_eq!(ok.end(RSP_OKAY), None);
+        assert_eq!(ok.end(RSP_OKAY), Some((7, OP_READ, RSP_OKAY)));
+        for first in [RSP_ERROR, RSP_OKAY] {
+            let bad = read(2);
+            let second = if first == RSP_OKAY {
+                RSP_ERROR
+            } else {
+                RSP_OKAY
+            };
+            assert_eq!(bad.end(first), None);
+            assert_eq!(bad.end(second), Some((7, OP_READ, RSP_ERROR)));
+        }
     }
 
     #[test]

@@ -99,6 +99,34 @@ pub(super) fn read_plan(
     Ok(req.sector * SECTOR)
 }
 
+/// The segments of a READ (inline or indirect), consecutive on disk from
+/// its sector; `None` when an indirect page cannot be read. For sharing
+/// one large READ out in parts (see [`read_part`]).
+pub(super) fn read_segments(b: &Backing, req: &Request) -> Option<Vec<Segment>> {
+    match &req.body {
+        Body::Rw { segs } if req.op == OP_READ => Some(segs.to_vec()),
+        Body::Indirect {
+            op: OP_READ,
+            nr_segments,
+            pages,
+        } => indirect_segments(b, *nr_segments, pages),
+        _ => None,
+    }
+}
+
+/// Reads one part of a READ: `segs` from `sector` on, into their granted
+/// pages (held until this read returned), checked as [`execute`] checks
+/// a whole request; `None` as for [`execute`].
+pub(super) fn read_part(
+    b: &Backing,
+    sector: u64,
+    segs: &[Segment],
+    buf: &mut Scratch,
+    wait: Wait,
+) -> Option<i16> {
+    data_io(b, OP_READ, sector, segs, buf, wait)
+}
+
 /// Runs one request with `buf`'s storage; returns the blkif status,
 /// or `None` when `wait` is [`Wait::Never`] and the data is not cached
 /// (only READs are run that way).
