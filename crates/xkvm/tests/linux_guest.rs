@@ -3,8 +3,13 @@
 //! frontends), an initramfs with a static busybox, a raw disk and an
 //! xl.cfg, boots it with this xkvm binary and exits 0 once the console
 //! shows the stage asked for; this test then checks in the console log that
-//! Linux's own Xen code came up and its frontends found and connected the
-//! devices xkvm offered.
+//! Linux's own Xen code came up, its frontends found and connected the
+//! devices xkvm offered, and (the default stage) that data went through
+//! them: /init writes, flushes and reads back 1 MiB on xvda, reads and
+//! writes files on an ext2 disk, pings the host (also with fragmented
+//! 4000-byte pings) and moves 1 MiB over TCP each way, each checked by MD5;
+//! the host pings the guest, fetches 1 MiB from its httpd and checks the
+//! disks after the run.
 //!
 //! Ignored by default: the first run downloads about 140 MB and builds a
 //! kernel, and the boot itself takes minutes on a host whose KVM emulates
@@ -62,9 +67,34 @@ fn linux_boots_as_a_pvh_guest_and_its_xen_frontends_connect() {
             "vbd-51712 nodename=device/vbd/51712 state=Connected",
             "first bytes: XKVM-DISK-MARKER-0123456789abcd",
             "vif-0 nodename=device/vif/0 state=Connected",
+            "XKVM-LINUX-GUEST: blk xvda write+fsync+read 1MiB ok",
+            "XKVM-LINUX-GUEST: blk ext2 read hello.txt ok",
+            "XKVM-LINUX-GUEST: blk ext2 write+remount blob.bin ok",
             "XKVM-LINUX-GUEST: eth0 00:16:3e:00:00:42",
+            "XKVM-LINUX-GUEST: net ping host -s 56 ok",
+            "XKVM-LINUX-GUEST: net ping host -s 4000 ok",
+            "XKVM-LINUX-GUEST: net tcp guest->host 1MiB ok",
+            "XKVM-LINUX-GUEST: net tcp host->guest 1MiB ok",
+            "XKVM-LINUX-GUEST: net host ping guest ok",
+            "XKVM-LINUX-GUEST: net http guest->host 1MiB ok",
             "XKVM-LINUX-GUEST: init done",
         ]);
+        // What the host checked after the run (the script fails on any
+        // of these, this keeps the message specific).
+        for w in [
+            "host: xvda holds the 1 MiB /init wrote ok",
+            "host: ext2 image is clean (e2fsck -fn) ok",
+            "host: ext2 /blob.bin ok",
+            "host: ext2 /from-guest.txt ok",
+            "host: host received the guest's 1 MiB ok",
+            "host: host sent 1 MiB ok",
+        ] {
+            assert!(report.contains(w), "missing {w:?} in the report:\n{report}");
+        }
+        assert!(
+            !console.contains(" FAIL ("),
+            "the guest reported a failure:\n{console}"
+        );
     }
     for w in want {
         assert!(
