@@ -114,6 +114,8 @@ enum Command {
     /// Eject a cdrom (as `xl cd-eject`; HVM guests only).
     #[command(name = "cd-eject")]
     CdEject(cmd::cdrom::EjectArgs),
+    /// The host's resources and the Xen xkvm plays (as `xl info`).
+    Info(cmd::info::Args),
     /// Run a standalone XenStore daemon on a Unix socket.
     Xenstored(cmd::xenstored::Args),
     /// (internal) The VMM process of one domain, started by `create`.
@@ -163,6 +165,7 @@ fn main() -> ExitCode {
         Command::Rename(a) => cmd::misc::rename(a),
         Command::CdInsert(a) => cmd::cdrom::insert(a),
         Command::CdEject(a) => cmd::cdrom::eject(a),
+        Command::Info(a) => cmd::info::run(a),
         Command::Xenstored(args) => cmd::xenstored::run(args),
         Command::RunDomain(args) => vmm_process::run(args),
     };

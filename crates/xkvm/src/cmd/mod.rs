@@ -4,6 +4,7 @@ pub mod block;
 pub mod cdrom;
 pub mod control;
 pub mod create;
+pub mod info;
 pub mod list;
 pub mod mem;
 pub mod misc;
