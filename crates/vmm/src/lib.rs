@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub mod acpi;
+pub mod affinity;
 pub mod control;
 pub mod cpuid;
 pub mod e820;
@@ -126,6 +127,15 @@ pub struct VmConfig {
     /// `docs/core-services.md`). Off, a guest calling 127 gets Xen's
     /// `-ENOSYS`.
     pub debug_hypercall: bool,
+    /// Hard affinity per vCPU (xl.cfg `cpus=`): host CPU numbers, indexed
+    /// by vCPU id; a missing or empty entry leaves that vCPU unpinned. Each
+    /// vCPU thread restricts itself to its set before it first runs
+    /// ([`affinity`]).
+    pub vcpu_affinity: Vec<Vec<u32>>,
+    /// Seconds added to the wallclock the guest reads from shared_info
+    /// (libxl's `rtc_timeoffset` plus, with `localtime`, the host's UTC
+    /// offset: `XEN_DOMCTL_settimeoffset`). 0: UTC.
+    pub time_offset_seconds: i32,
 }
 
 impl VmConfig {
@@ -157,6 +167,8 @@ impl VmConfig {
             consoles: Vec::new(),
             vifs: Vec::new(),
             debug_hypercall: false,
+            vcpu_affinity: Vec::new(),
+            time_offset_seconds: 0,
         }
     }
 }

@@ -284,6 +284,7 @@ fn run_inner(
         max_pages: (config.max_memory_mib << 20) / layout::PAGE_SIZE,
         timer_mode: config.timer_mode as u64,
         has_pirq: config.emu_use_pirq,
+        time_offset_seconds: config.time_offset_seconds,
         ..DomainConfig::default()
     };
     let domain = Domain::new(dcfg, mem.clone(), platform.clone());
@@ -378,11 +379,18 @@ fn run_inner(
             c.set_exists(true);
         }
         let done = done_tx.clone();
+        let pin = crate::affinity::for_vcpu(&config.vcpu_affinity, id).map(<[u32]>::to_vec);
         let spawned = std::thread::Builder::new()
             .name(format!("vcpu{id}"))
             .spawn(move || {
                 let mut first = None;
-                let r = vcpu.run(started, &mut first);
+                // Pinned before the first instruction, as Xen applies the
+                // hard affinity before the domain is unpaused.
+                let r = match pin {
+                    Some(cpus) => crate::affinity::pin_current_thread(id, &cpus),
+                    None => Ok(()),
+                }
+                .and_then(|()| vcpu.run(started, &mut first));
                 let failed = r.is_err();
                 let _ = done.send(id);
                 (r, first, vcpu.stats, failed)

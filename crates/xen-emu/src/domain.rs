@@ -55,6 +55,11 @@ pub struct DomainConfig {
     pub backend_domid: u16,
     /// HVM guest with PIRQ support (`XENFEAT_hvm_pirqs`); false for PVH.
     pub has_pirq: bool,
+    /// `d->time_offset.seconds` (`XEN_DOMCTL_settimeoffset`, from xl.cfg's
+    /// `rtc_timeoffset`/`localtime`): Xen adds it to the wallclock it
+    /// publishes in shared_info (`update_domain_wallclock_time`), for
+    /// every domain type.
+    pub time_offset_seconds: i32,
 }
 
 impl Default for DomainConfig {
@@ -74,6 +79,7 @@ impl Default for DomainConfig {
             timer_mode: hp::HVMPTM_NO_DELAY_FOR_MISSED_TICKS,
             backend_domid: 0,
             has_pirq: false,
+            time_offset_seconds: 0,
         }
     }
 }
@@ -255,6 +261,13 @@ impl Drop for Domain {
     fn drop(&mut self) {
         self.timers.shutdown();
     }
+}
+
+/// The wallclock seconds shared_info carries for a boot at `wc_ns` Unix
+/// nanoseconds: Xen's `wc_sec + d->time_offset.seconds`. Never before
+/// the epoch (the fields are unsigned).
+fn wallclock_seconds(wc_ns: u64, offset: i32) -> u64 {
+    (wc_ns / 1_000_000_000).saturating_add_signed(i64::from(offset))
 }
 
 impl Domain {
@@ -695,7 +708,7 @@ impl Domain {
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(0);
         let wc = now.saturating_sub(self.platform.system_time_ns());
-        let sec = wc / 1_000_000_000;
+        let sec = wallclock_seconds(wc, self.config.time_offset_seconds);
         let nsec = (wc % 1_000_000_000) as u32;
         let r = (|| -> Result<(), crate::guest::MemError> {
             let ver = self.mem.atomic_u32(shinfo + layout.wc_version as u64)?;
@@ -759,5 +772,23 @@ impl Domain {
         for (port, vcpu) in early {
             self.set_pending(port, vcpu);
         }
+    }
+}
+
+#[cfg(test)]
+mod wallclock_tests {
+    use super::wallclock_seconds;
+
+    #[test]
+    fn the_time_offset_shifts_the_wallclock_both_ways() {
+        let boot = 1_700_000_000 * 1_000_000_000 + 5;
+        assert_eq!(wallclock_seconds(boot, 0), 1_700_000_000);
+        assert_eq!(wallclock_seconds(boot, 3600), 1_700_003_600);
+        assert_eq!(wallclock_seconds(boot, -7200), 1_699_992_800);
+    }
+
+    #[test]
+    fn the_wallclock_never_goes_before_the_epoch() {
+        assert_eq!(wallclock_seconds(10_000_000_000, i32::MIN), 0);
     }
 }

@@ -162,6 +162,11 @@ pub fn vm_config(
     vm.max_grant_frames = b.max_grant_frames.unwrap_or(64);
     vm.max_event_channels = b.event_channels;
     vm.max_pirq = config.xkvm.xen_evtchn_max_pirq;
+    // libxl__build_pre: vCPU i gets hard map i (a single `cpus=` string is
+    // already one map per vCPU). Soft affinity has no Linux counterpart
+    // (crate::unsupported warns).
+    vm.vcpu_affinity = b.vcpu_hard_affinity.clone();
+    vm.time_offset_seconds = time_offset_seconds(b.rtc_timeoffset, b.localtime == Some(true))?;
     vm.disks = config
         .disks
         .iter()
@@ -190,6 +195,32 @@ pub fn vm_config(
         .map(|(i, n)| vif_spec(n, i, &vm.uuid))
         .collect();
     Ok(vm)
+}
+
+/// The domain's time offset as libxl__arch_domain_create computes it:
+/// `rtc_timeoffset` (an `int32_t` there, so a "negative" u32 wraps back)
+/// plus, with `localtime = 1`, the host's current UTC offset
+/// (`tm_gmtoff` of `localtime_r`).
+fn time_offset_seconds(rtc_timeoffset: u32, localtime: bool) -> anyhow::Result<i32> {
+    let mut offset = rtc_timeoffset as i32;
+    if localtime {
+        offset = offset.wrapping_add(host_utc_offset()?);
+    }
+    Ok(offset)
+}
+
+/// The host's UTC offset now, in seconds (east positive).
+fn host_utc_offset() -> anyhow::Result<i32> {
+    // SAFETY: time(NULL) has no preconditions.
+    let t = unsafe { libc::time(std::ptr::null_mut()) };
+    // SAFETY: all-zero is a valid `struct tm`; localtime_r fills it.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    // SAFETY: both pointers are valid for the call; localtime_r is the
+    // thread-safe variant.
+    if unsafe { libc::localtime_r(&t, &mut tm) }.is_null() {
+        bail!("localtime: cannot read the host's time zone (localtime_r failed)");
+    }
+    i32::try_from(tm.tm_gmtoff).context("localtime: host UTC offset out of range")
 }
 
 /// `cpuid=`'s leaves for the VMM, which applies them over its default
@@ -581,6 +612,46 @@ mod tests {
         let cfg = parsed("type='hvm'\nname='g'\n");
         let err = vm_config(&cfg, 1, None).expect_err("hvm not supported yet");
         assert!(err.to_string().contains("only type = \"pvh\""), "{err}");
+    }
+
+    #[test]
+    fn cpus_pins_every_vcpu_and_a_list_pins_each() {
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nvcpus=2\ncpus='0-1,^0'\n");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
+        assert_eq!(vm.vcpu_affinity, [vec![1], vec![1]]);
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nvcpus=2\ncpus=['0', '1']\n");
+        let vm = vm_config(&cfg, 1, None).expect("maps");
+        assert_eq!(vm.vcpu_affinity, [vec![0], vec![1]]);
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\n");
+        assert!(vm_config(&cfg, 1, None)
+            .expect("maps")
+            .vcpu_affinity
+            .is_empty());
+    }
+
+    #[test]
+    fn rtc_timeoffset_and_localtime_make_the_time_offset() {
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nrtc_timeoffset=3600\n");
+        assert_eq!(
+            vm_config(&cfg, 1, None).expect("maps").time_offset_seconds,
+            3600
+        );
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nrtc_timeoffset=4294967236\n");
+        assert_eq!(
+            vm_config(&cfg, 1, None).expect("maps").time_offset_seconds,
+            -60
+        );
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\nrtc_timeoffset=10\nlocaltime=1\n");
+        let host = host_utc_offset().expect("host offset");
+        assert_eq!(
+            vm_config(&cfg, 1, None).expect("maps").time_offset_seconds,
+            10 + host
+        );
+        let cfg = parsed("type='pvh'\nname='g'\nkernel='/k'\n");
+        assert_eq!(
+            vm_config(&cfg, 1, None).expect("maps").time_offset_seconds,
+            0
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod foreground;
 mod hotplug;
 mod resolve;
 mod rundir;
+mod unsupported;
 mod vmm_process;
 mod xs_client;
 

@@ -124,6 +124,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", config.to_json_string(flavour));
         return Ok(ExitCode::SUCCESS);
     }
+    // Keys xkvm cannot honour: warned about, or refused, before anything runs.
+    crate::unsupported::report(&config)?;
     let (file, overrides) = file_and_overrides(&args)?;
     let mut rest = vec![file.to_string_lossy().into_owned()];
     rest.extend(overrides);
