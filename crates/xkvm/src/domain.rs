@@ -165,7 +165,15 @@ pub fn vm_config(
     // libxl__build_pre: vCPU i gets hard map i (a single `cpus=` string is
     // already one map per vCPU). Soft affinity has no Linux counterpart
     // (crate::unsupported warns).
-    vm.vcpu_affinity = b.vcpu_hard_affinity.clone();
+    // The maps are read again against this host: the parsed ones model
+    // the 8-CPU host `create -n` answers for.
+    let host_cpus = xl_config::cpus::real_host_cpus();
+    vm.vcpu_affinity = b
+        .vcpu_hard_affinity_specs
+        .iter()
+        .map(|spec| xl_config::cpus::parse_cpurange_for(spec, host_cpus))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!("cpus: {e}"))?;
     vm.time_offset_seconds = time_offset_seconds(b.rtc_timeoffset, b.localtime == Some(true))?;
     vm.disks = config
         .disks

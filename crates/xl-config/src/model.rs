@@ -495,8 +495,13 @@ pub struct BuildInfo {
     pub max_vcpus: u32,
     /// Online vCPUs at boot (set bit numbers).
     pub avail_vcpus: Vec<u32>,
-    /// Per-vCPU hard affinity: pCPU numbers per vCPU.
+    /// Per-vCPU hard affinity: pCPU numbers per vCPU (of the modelled
+    /// host, as `create -n` prints them; see [`crate::cpus::HOST_CPUS`]).
     pub vcpu_hard_affinity: Vec<Vec<u32>>,
+    /// The cpu-range string each of [`Self::vcpu_hard_affinity`]'s maps
+    /// came from, for the VMM to read again against the host it runs on
+    /// ([`crate::cpus::parse_cpurange_for`]). Not part of libxl's JSON.
+    pub vcpu_hard_affinity_specs: Vec<String>,
     pub vcpu_soft_affinity: Vec<Vec<u32>>,
     pub numa_placement: Option<bool>,
     pub tsc_mode: TscMode,

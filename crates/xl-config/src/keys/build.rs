@@ -64,7 +64,7 @@ pub(super) fn vuart(ctx: &mut Ctx<'_>) -> Result<(), Error> {
 pub(super) fn affinity(ctx: &mut Ctx<'_>) -> Result<(), Error> {
     for (key, hard) in [("cpus", true), ("cpus_soft", false)] {
         let max = ctx.d.b_info.max_vcpus as usize;
-        let maps: Vec<Vec<u32>> = match ctx.cfg.get_list(key, true) {
+        let (maps, specs): (Vec<Vec<u32>>, Vec<String>) = match ctx.cfg.get_list(key, true) {
             Ok(items) => {
                 let wanted = items.len().min(max);
                 let items = string_items(items);
@@ -79,7 +79,8 @@ pub(super) fn affinity(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 }
                 // A list of cpumaps always disables automatic placement.
                 ctx.d.b_info.numa_placement = Some(false);
-                maps
+                let specs = items.iter().take(max).map(|s| s.to_string()).collect();
+                (maps, specs)
             }
             Err(GetError::Invalid) => match ctx.cfg.get_string(key, false) {
                 Ok(s) => {
@@ -87,7 +88,7 @@ pub(super) fn affinity(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                     if !hard {
                         ctx.d.b_info.numa_placement = Some(false);
                     }
-                    vec![map; max]
+                    (vec![map; max], vec![s.to_string(); max])
                 }
                 Err(_) => continue,
             },
@@ -98,6 +99,7 @@ pub(super) fn affinity(ctx: &mut Ctx<'_>) -> Result<(), Error> {
                 return Err(ctx.key_err(key, "vcpu hard affinity map is empty"));
             }
             ctx.d.b_info.vcpu_hard_affinity = maps;
+            ctx.d.b_info.vcpu_hard_affinity_specs = specs;
         } else {
             ctx.d.b_info.vcpu_soft_affinity = maps;
         }
