@@ -192,7 +192,10 @@ void guest_main(struct hvm_start_info *si)
     ir->sector = 16;
     ir->grefs[0] = 10;
     push();
-    CHECK_EQ("INDIRECT", wait_rsp(5, OP_INDIRECT), 0);
+    /* Answered with the inner operation, as Linux's blkback does and
+     * Linux's blkfront requires (a response carrying OP_INDIRECT makes it
+     * disable the disk). */
+    CHECK_EQ("INDIRECT", wait_rsp(5, OP_READ), 0);
     check(memcmp(data[2], data[0], 4096) == 0, "INDIRECT segment 0 data");
     check(memcmp(data[3], data[4], 4096) == 0, "INDIRECT segment 1 data");
 
