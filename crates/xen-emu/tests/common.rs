@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use xen_abi::grant_table::{GrantEntryV1, GNTTABOP_MAP_GRANT_REF, GNTTABOP_UNMAP_GRANT_REF};
 use xen_abi::memory::{
     E820Entry, XenAddToPhysmap, E820_RAM, E820_RESERVED, XENMAPSPACE_GRANT_TABLE,
@@ -11,7 +12,9 @@ use xen_abi::memory::{
 };
 use xen_abi::xen::{HYPERVISOR_GRANT_TABLE_OP, HYPERVISOR_MEMORY_OP};
 use xen_abi::DOMID_SELF;
-use xen_emu::guest::GuestMode;
+
+use xen_abi::grant_table::{GnttabCopy, GnttabCopyPtr};
+use xen_emu::guest::{Gpa, GuestMode, Gva, MemError, VcpuContext};
 use xen_emu::testing::{FakeMemory, FakePlatform, FakeVcpu};
 use xen_emu::{Domain, DomainConfig};
 
@@ -247,4 +250,124 @@ pub fn unmap_own_on(
     assert_eq!(d.hypercall(v, HYPERVISOR_GRANT_TABLE_OP, a), 0);
     let out: [u8; 24] = mem.get(at);
     i16::from_le_bytes([out[20], out[21]])
+}
+
+// ---- continuations: a vCPU that re-runs calls, a big-RAM domain ----
+
+/// A vCPU whose trap path can re-run hypercalls (as the VMM's).
+pub struct Restartable {
+    pub inner: FakeVcpu,
+    pub can: bool,
+    pub pending: Arc<AtomicBool>,
+    /// The last continuation asked for: (hypercall, argument registers).
+    pub cont: Option<(u64, Vec<u64>)>,
+}
+
+impl Restartable {
+    pub fn new(inner: FakeVcpu) -> Self {
+        Self {
+            inner,
+            can: true,
+            pending: Arc::new(AtomicBool::new(false)),
+            cont: None,
+        }
+    }
+}
+
+impl VcpuContext for Restartable {
+    fn vcpu_id(&self) -> u32 {
+        self.inner.vcpu_id()
+    }
+    fn mode(&self) -> GuestMode {
+        self.inner.mode()
+    }
+    fn translate(&mut self, gva: Gva) -> Result<Gpa, MemError> {
+        self.inner.translate(gva)
+    }
+    fn can_continue(&self) -> bool {
+        self.can
+    }
+    fn preempt_pending(&self) -> bool {
+        self.pending.load(Ordering::SeqCst)
+    }
+    fn create_continuation(&mut self, nr: u64, args: &[u64]) {
+        assert!(self.can, "continuation on a path that cannot re-run");
+        assert!(self.cont.is_none(), "one continuation per call");
+        self.cont = Some((nr, args.to_vec()));
+    }
+}
+
+/// Runs hypercall `nr` the way a guest would: whenever it comes back as a
+/// continuation, re-issue it with the rewritten registers. Returns the
+/// final result and every continuation's registers.
+pub fn run_to_end(d: &Domain, v: &mut Restartable, nr: u64, args: &[u64]) -> (i64, Vec<Vec<u64>>) {
+    let mut a = [0u64; 5];
+    a[..args.len()].copy_from_slice(args);
+    let mut conts = Vec::new();
+    for _ in 0..10_000 {
+        let r = d.hypercall(v, nr, a);
+        match v.cont.take() {
+            None => return (r, conts),
+            Some((n, regs)) => {
+                assert_eq!(n, nr, "the same hypercall again");
+                assert_eq!(r, nr as i64, "Xen's continuation returns the op");
+                a[..regs.len()].copy_from_slice(&regs);
+                conts.push(regs);
+            }
+        }
+    }
+    panic!("no progress");
+}
+
+/// 40 MiB of RAM: room for batches longer than a chunk.
+pub const BIG_RAM: u64 = 40 << 20;
+pub const FIRST: u64 = 0x100;
+
+pub fn big(mode: GuestMode) -> H {
+    let cfg = DomainConfig {
+        memory_map: vec![E820Entry {
+            addr: 0x100000,
+            size: BIG_RAM - 0x100000,
+            type_: E820_RAM,
+        }],
+        current_pages: BIG_RAM / 4096,
+        max_pages: BIG_RAM / 4096,
+        ..config()
+    };
+    let mem = Arc::new(FakeMemory::new(BIG_RAM, cfg.max_grant_frames));
+    mem.logging.store(false, Ordering::SeqCst);
+    let plat = Arc::new(FakePlatform {
+        can_map_grants: true,
+        ..FakePlatform::new(mem.clone())
+    });
+    let d = Domain::new(cfg, mem.clone(), plat.clone());
+    let mut v = FakeVcpu::long64(0);
+    v.mode = mode;
+    v.unmapped_from = UNMAPPED;
+    H { mem, plat, d, v }
+}
+
+/// `n` 64-bit `gnttab_copy` ops at `uop`, op `i` copying 8 bytes from
+/// frame `FIRST + i` to frame `FIRST + 0x1000 + i`.
+pub fn put_copies(t: &H, uop: u64, n: u64) {
+    for i in 0..n {
+        t.mem.put((FIRST + i) << 12, &(0x1111_0000 + i));
+        let side = |gfn: u64| GnttabCopyPtr {
+            u: gfn,
+            domid: DOMID_SELF,
+            offset: 0,
+            pad: 0,
+        };
+        t.mem.put(
+            uop + 40 * i,
+            &GnttabCopy {
+                source: side(FIRST + i),
+                dest: side(FIRST + 0x1000 + i),
+                len: 8,
+                flags: 0,
+                status: 99,
+                pad: 0,
+            },
+        );
+    }
 }

@@ -7,110 +7,14 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use common::*;
 use xen_abi::grant_table::*;
 use xen_abi::memory::*;
 use xen_abi::xen::{HYPERVISOR_GRANT_TABLE_OP as GT, HYPERVISOR_MEMORY_OP as MO};
 use xen_abi::DOMID_SELF;
-use xen_emu::guest::{Gpa, GuestMode, Gva, MemError, VcpuContext};
-use xen_emu::testing::{FakeMemory, FakePlatform, FakeVcpu};
-use xen_emu::{Domain, DomainConfig};
-
-/// A vCPU whose trap path can re-run hypercalls (as the VMM's).
-struct Restartable {
-    inner: FakeVcpu,
-    can: bool,
-    pending: Arc<AtomicBool>,
-    /// The last continuation asked for: (hypercall, argument registers).
-    cont: Option<(u64, Vec<u64>)>,
-}
-
-impl Restartable {
-    fn new(inner: FakeVcpu) -> Self {
-        Self {
-            inner,
-            can: true,
-            pending: Arc::new(AtomicBool::new(false)),
-            cont: None,
-        }
-    }
-}
-
-impl VcpuContext for Restartable {
-    fn vcpu_id(&self) -> u32 {
-        self.inner.vcpu_id()
-    }
-    fn mode(&self) -> GuestMode {
-        self.inner.mode()
-    }
-    fn translate(&mut self, gva: Gva) -> Result<Gpa, MemError> {
-        self.inner.translate(gva)
-    }
-    fn can_continue(&self) -> bool {
-        self.can
-    }
-    fn preempt_pending(&self) -> bool {
-        self.pending.load(Ordering::SeqCst)
-    }
-    fn create_continuation(&mut self, nr: u64, args: &[u64]) {
-        assert!(self.can, "continuation on a path that cannot re-run");
-        assert!(self.cont.is_none(), "one continuation per call");
-        self.cont = Some((nr, args.to_vec()));
-    }
-}
-
-/// Runs hypercall `nr` the way a guest would: whenever it comes back as a
-/// continuation, re-issue it with the rewritten registers. Returns the
-/// final result and every continuation's registers.
-fn run_to_end(d: &Domain, v: &mut Restartable, nr: u64, args: &[u64]) -> (i64, Vec<Vec<u64>>) {
-    let mut a = [0u64; 5];
-    a[..args.len()].copy_from_slice(args);
-    let mut conts = Vec::new();
-    for _ in 0..10_000 {
-        let r = d.hypercall(v, nr, a);
-        match v.cont.take() {
-            None => return (r, conts),
-            Some((n, regs)) => {
-                assert_eq!(n, nr, "the same hypercall again");
-                assert_eq!(r, nr as i64, "Xen's continuation returns the op");
-                a[..regs.len()].copy_from_slice(&regs);
-                conts.push(regs);
-            }
-        }
-    }
-    panic!("no progress");
-}
-
-/// 40 MiB of RAM: room for batches longer than a chunk.
-const BIG_RAM: u64 = 40 << 20;
-const FIRST: u64 = 0x100;
-
-fn big(mode: GuestMode) -> H {
-    let cfg = DomainConfig {
-        memory_map: vec![E820Entry {
-            addr: 0x100000,
-            size: BIG_RAM - 0x100000,
-            type_: E820_RAM,
-        }],
-        current_pages: BIG_RAM / 4096,
-        max_pages: BIG_RAM / 4096,
-        ..config()
-    };
-    let mem = Arc::new(FakeMemory::new(BIG_RAM, cfg.max_grant_frames));
-    mem.logging.store(false, Ordering::SeqCst);
-    let plat = Arc::new(FakePlatform {
-        can_map_grants: true,
-        ..FakePlatform::new(mem.clone())
-    });
-    let d = Domain::new(cfg, mem.clone(), plat.clone());
-    let mut v = FakeVcpu::long64(0);
-    v.mode = mode;
-    v.unmapped_from = UNMAPPED;
-    H { mem, plat, d, v }
-}
+use xen_emu::guest::GuestMode;
 
 /// Puts a reservation for `gfns` at [`ARG`] (list at `list`).
 fn put_reservation(t: &H, list: u64, gfns: &[u64], compat: bool) {
@@ -281,31 +185,6 @@ fn a_count_too_big_to_continue_is_refused_as_in_xen() {
     let (r, _) = run_to_end(&t.d, &mut v, MO, &[XENMEM_DECREASE_RESERVATION, ARG]);
     assert_eq!(r, 0);
     assert_eq!(current_reservation(&mut t), before);
-}
-
-/// `n` 64-bit `gnttab_copy` ops at `uop`, op `i` copying 8 bytes from
-/// frame `FIRST + i` to frame `FIRST + 0x1000 + i`.
-fn put_copies(t: &H, uop: u64, n: u64) {
-    for i in 0..n {
-        t.mem.put((FIRST + i) << 12, &(0x1111_0000 + i));
-        let side = |gfn: u64| GnttabCopyPtr {
-            u: gfn,
-            domid: DOMID_SELF,
-            offset: 0,
-            pad: 0,
-        };
-        t.mem.put(
-            uop + 40 * i,
-            &GnttabCopy {
-                source: side(FIRST + i),
-                dest: side(FIRST + 0x1000 + i),
-                len: 8,
-                flags: 0,
-                status: 99,
-                pad: 0,
-            },
-        );
-    }
 }
 
 #[test]

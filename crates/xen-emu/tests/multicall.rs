@@ -6,19 +6,18 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use common::*;
 use xen_abi::errno::*;
 use xen_abi::event_channel::*;
 use xen_abi::grant_table::*;
-use xen_abi::memory::{E820Entry, E820_RAM};
 use xen_abi::xen::*;
 use xen_abi::DOMID_SELF;
-use xen_emu::guest::{Gpa, GuestMemory, GuestMode, Gva, MemError, VcpuContext};
+use xen_emu::guest::{Gpa, GuestMemory, GuestMode, MemError};
 use xen_emu::testing::{FakeMemory, FakePlatform, FakeVcpu};
-use xen_emu::{Domain, DomainConfig};
+use xen_emu::Domain;
 use zerocopy::FromZeros;
 
 /// Where the tests put the entry list.
@@ -280,65 +279,15 @@ fn nr_calls_is_32_bits_and_a_huge_count_stops_at_the_first_fault() {
     assert!(results64(&t, at, 4).iter().all(|&r| r > 0));
 }
 
-/// A vCPU whose trap path can re-run hypercalls (as the VMM's).
-struct Restartable {
-    inner: FakeVcpu,
-    pending: Arc<AtomicBool>,
-    cont: Option<(u64, Vec<u64>)>,
-}
-
-impl Restartable {
-    fn new(inner: FakeVcpu) -> Self {
-        Self {
-            inner,
-            pending: Arc::new(AtomicBool::new(false)),
-            cont: None,
-        }
+/// Re-issues the multicall while it comes back as a continuation of
+/// itself (never of its entry), as the vCPU would: [`run_to_end`] with the
+/// multicall's two argument registers.
+fn run_multicall(d: &Domain, v: &mut Restartable, args: [u64; 2]) -> (i64, Vec<Vec<u64>>) {
+    let (r, conts) = run_to_end(d, v, MC, &args);
+    for regs in &conts {
+        assert_eq!(regs.len(), 2);
     }
-}
-
-impl VcpuContext for Restartable {
-    fn vcpu_id(&self) -> u32 {
-        self.inner.vcpu_id()
-    }
-    fn mode(&self) -> GuestMode {
-        self.inner.mode()
-    }
-    fn translate(&mut self, gva: Gva) -> Result<Gpa, MemError> {
-        self.inner.translate(gva)
-    }
-    fn can_continue(&self) -> bool {
-        true
-    }
-    fn preempt_pending(&self) -> bool {
-        self.pending.load(Ordering::SeqCst)
-    }
-    fn create_continuation(&mut self, nr: u64, args: &[u64]) {
-        assert!(self.cont.is_none(), "one continuation per call");
-        self.cont = Some((nr, args.to_vec()));
-    }
-}
-
-/// Re-issues the multicall while it comes back as a continuation, as the
-/// vCPU would. Returns the final result and each continuation's registers.
-fn run_to_end(d: &Domain, v: &mut Restartable, args: [u64; 2]) -> (i64, Vec<Vec<u64>>) {
-    let mut a = [args[0], args[1], 0, 0, 0];
-    let mut conts = Vec::new();
-    for _ in 0..100_000 {
-        let r = d.hypercall(v, MC, a);
-        match v.cont.take() {
-            None => return (r, conts),
-            Some((nr, regs)) => {
-                assert_eq!(nr, MC, "the multicall continues, not its entry");
-                assert_eq!(r, MC as i64);
-                assert_eq!(regs.len(), 2);
-                a[0] = regs[0];
-                a[1] = regs[1];
-                conts.push(regs);
-            }
-        }
-    }
-    panic!("no progress");
+    (r, conts)
 }
 
 #[test]
@@ -354,7 +303,7 @@ fn a_long_batch_continues_every_chunk_without_rerunning_entries() {
             .put(LIST + 64 * i, &console_entry(false, BUF + i, 1)[..]);
     }
     let mut v = Restartable::new(t.v.clone());
-    let (r, conts) = run_to_end(&t.d, &mut v, [LIST, n]);
+    let (r, conts) = run_multicall(&t.d, &mut v, [LIST, n]);
     assert_eq!(r, 0);
     assert_eq!(
         conts,
@@ -379,7 +328,7 @@ fn a_pending_stop_preempts_between_entries_in_both_abis() {
         }
         let mut v = Restartable::new(t.v.clone());
         v.pending.store(true, Ordering::SeqCst);
-        let (r, conts) = run_to_end(&t.d, &mut v, [LIST, 3]);
+        let (r, conts) = run_multicall(&t.d, &mut v, [LIST, 3]);
         assert_eq!(r, 0);
         assert_eq!(
             conts,
@@ -390,58 +339,9 @@ fn a_pending_stop_preempts_between_entries_in_both_abis() {
     }
 }
 
-/// 40 MiB of RAM, for a grant copy longer than one chunk.
-const BIG_RAM: u64 = 40 << 20;
-const FIRST: u64 = 0x100;
-
-fn big() -> H {
-    let cfg = DomainConfig {
-        memory_map: vec![E820Entry {
-            addr: 0x100000,
-            size: BIG_RAM - 0x100000,
-            type_: E820_RAM,
-        }],
-        current_pages: BIG_RAM / 4096,
-        max_pages: BIG_RAM / 4096,
-        ..config()
-    };
-    let mem = Arc::new(FakeMemory::new(BIG_RAM, cfg.max_grant_frames));
-    mem.logging.store(false, Ordering::SeqCst);
-    let plat = Arc::new(FakePlatform::new(mem.clone()));
-    let d = Domain::new(cfg, mem.clone(), plat.clone());
-    let mut v = FakeVcpu::long64(0);
-    v.unmapped_from = UNMAPPED;
-    H { mem, plat, d, v }
-}
-
-/// `n` `gnttab_copy` ops at `uop`: op `i` copies 8 bytes from frame
-/// `FIRST + i` to frame `FIRST + 0x1000 + i`.
-fn put_copies(t: &H, uop: u64, n: u64) {
-    for i in 0..n {
-        t.mem.put((FIRST + i) << 12, &(0x1111_0000 + i));
-        let side = |gfn: u64| GnttabCopyPtr {
-            u: gfn,
-            domid: DOMID_SELF,
-            offset: 0,
-            pad: 0,
-        };
-        t.mem.put(
-            uop + 40 * i,
-            &GnttabCopy {
-                source: side(FIRST + i),
-                dest: side(FIRST + 0x1000 + i),
-                len: 8,
-                flags: 0,
-                status: 99,
-                pad: 0,
-            },
-        );
-    }
-}
-
 #[test]
 fn an_entry_that_continues_is_rewritten_and_resumed_from_where_it_stopped() {
-    let t = big();
+    let t = big(GuestMode::Long64);
     let n = 600u64;
     let uop = 0x20000;
     put_copies(&t, uop, n);
@@ -479,7 +379,7 @@ fn an_entry_that_continues_is_rewritten_and_resumed_from_where_it_stopped() {
         "not yet"
     );
 
-    let (r, conts) = run_to_end(&t.d, &mut v, [list + 64, 2]);
+    let (r, conts) = run_multicall(&t.d, &mut v, [list + 64, 2]);
     assert_eq!(r, 0);
     assert_eq!(conts, vec![vec![list + 64, 2]]);
     assert_eq!(*t.plat.console.lock().unwrap(), b"AB", "no entry ran twice");
@@ -496,7 +396,7 @@ fn an_entry_that_continues_is_rewritten_and_resumed_from_where_it_stopped() {
 
 #[test]
 fn a_32_bit_entry_continuation_is_written_in_the_compat_layout() {
-    let mut t = big();
+    let mut t = big(GuestMode::Long64);
     t.v.mode = GuestMode::Protected32;
     let n = 300u64;
     let uop = 0x20000;
@@ -536,7 +436,7 @@ fn a_32_bit_entry_continuation_is_written_in_the_compat_layout() {
         ]
     );
     let (_, regs) = v.cont.take().unwrap();
-    let (r, _) = run_to_end(&t.d, &mut v, [regs[0], regs[1]]);
+    let (r, _) = run_multicall(&t.d, &mut v, [regs[0], regs[1]]);
     assert_eq!(r, 0);
     assert_eq!(t.mem.get::<MulticallEntryCompat>(list).result, 0);
     for i in 0..n {

@@ -145,56 +145,60 @@ fn time(config: &DomainConfig, out: &mut Vec<Finding>) {
 
 /// PV devices without a backend in xkvm.
 fn devices(config: &DomainConfig, out: &mut Vec<Finding>) {
-    if !config.vfbs.is_empty() {
-        out.push(Finding::warn(
+    for (set, key, why) in [
+        (
+            !config.vfbs.is_empty(),
             "vfb",
             "no PV framebuffer (VNC/SDL) backend; the guest gets no display device",
-        ));
-    }
-    if !config.vkbs.is_empty() {
-        out.push(Finding::warn(
+        ),
+        (
+            !config.vkbs.is_empty(),
             "vkb",
             "no PV keyboard/pointer backend; the guest gets no such device",
-        ));
-    }
-    if !config.vdispls.is_empty() {
-        out.push(Finding::warn(
+        ),
+        (
+            !config.vdispls.is_empty(),
             "vdispl",
             "no PV display backend; the guest gets no such device",
-        ));
-    }
-    if !config.vsnds.is_empty() {
-        out.push(Finding::warn(
+        ),
+        (
+            !config.vsnds.is_empty(),
             "vsnd",
             "no PV sound backend; the guest gets no such device",
-        ));
-    }
-    if !config.pvcallsifs.is_empty() {
-        out.push(Finding::warn(
+        ),
+        (
+            !config.pvcallsifs.is_empty(),
             "pvcalls",
             "no PV calls backend; the guest gets no such device",
-        ));
-    }
-    if !config.usbctrls.is_empty() {
-        out.push(Finding::warn(
+        ),
+        (
+            !config.usbctrls.is_empty(),
             "usbctrl",
             "no PV USB backend; the guest gets no USB controller",
-        ));
+        ),
+    ] {
+        if set {
+            out.push(Finding::warn(key, why));
+        }
     }
     // A share or a TPM the guest relies on is like a disk: booting
     // without it breaks the guest later and less clearly than now.
-    if !config.p9s.is_empty() {
-        out.push(Finding::refuse(
+    for (set, key, why) in [
+        (
+            !config.p9s.is_empty(),
             "p9",
             "9pfs shares are not provided (no 9pfs backend); the guest could not mount them",
-        ));
-    }
-    if !config.vtpms.is_empty() {
-        out.push(Finding::refuse(
+        ),
+        (
+            !config.vtpms.is_empty(),
             "vtpm",
             "virtual TPMs are not provided (no vtpm backend); a guest that seals secrets or \
              measures its boot would run without its TPM",
-        ));
+        ),
+    ] {
+        if set {
+            out.push(Finding::refuse(key, why));
+        }
     }
 }
 
@@ -202,24 +206,20 @@ fn devices(config: &DomainConfig, out: &mut Vec<Finding>) {
 /// drive them, so starting without them is refused.
 fn passthrough(config: &DomainConfig, out: &mut Vec<Finding>) {
     let b = &config.b_info;
-    let why = "host device passthrough is not supported by xkvm";
-    if !config.pcidevs.is_empty() {
-        out.push(Finding::refuse("pci", why));
-    }
-    if !config.usbdevs.is_empty() {
-        out.push(Finding::refuse("usbdev", why));
-    }
-    if !config.dtdevs.is_empty() {
-        out.push(Finding::refuse("dtdev", why));
-    }
-    if !b.irqs.is_empty() {
-        out.push(Finding::refuse("irqs", why));
-    }
-    if !b.ioports.is_empty() {
-        out.push(Finding::refuse("ioports", why));
-    }
-    if !b.iomem.is_empty() {
-        out.push(Finding::refuse("iomem", why));
+    for (set, key) in [
+        (!config.pcidevs.is_empty(), "pci"),
+        (!config.usbdevs.is_empty(), "usbdev"),
+        (!config.dtdevs.is_empty(), "dtdev"),
+        (!b.irqs.is_empty(), "irqs"),
+        (!b.ioports.is_empty(), "ioports"),
+        (!b.iomem.is_empty(), "iomem"),
+    ] {
+        if set {
+            out.push(Finding::refuse(
+                key,
+                "host device passthrough is not supported by xkvm",
+            ));
+        }
     }
 }
 

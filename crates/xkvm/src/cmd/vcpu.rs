@@ -52,13 +52,6 @@ pub fn parse_count(s: &str) -> Option<u32> {
     Some(v as u32)
 }
 
-/// libxl_get_max_cpus: the host's possible CPUs.
-fn host_cpus() -> u32 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
-    u32::try_from(n).unwrap_or(1).max(1)
-}
-
 pub fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
     let rd = RunDir::open()?;
     let f = resolve::find(&rd, &a.domain)?;
@@ -71,7 +64,8 @@ pub fn set(a: SetArgs) -> anyhow::Result<ExitCode> {
         let online = list["vcpus"].as_array().map_or(0, |v| {
             v.iter().filter(|c| c["online"] == json!(true)).count()
         }) as u32;
-        let host = host_cpus();
+        // libxl_get_max_cpus: the host's possible CPUs.
+        let host = xl_config::cpus::real_host_cpus();
         if count > online && count > host {
             eprintln!(
                 "You are overcommmitting! You have {host} physical CPUs and want {} vCPUs! \
